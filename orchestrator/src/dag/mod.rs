@@ -1,0 +1,150 @@
+//! The DAG model: what a validated TOML DAG file becomes.
+
+mod cycle;
+mod diagnostic;
+mod load;
+mod walk;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use diagnostic::Diagnostic;
+pub use load::{DagBag, load_dir, load_file, parse_dag};
+
+use crate::schedule::Schedule;
+use crate::trigger_rule::TriggerRule;
+
+/// A validated DAG.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dag {
+    pub id: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub schedule: Schedule,
+    /// The first logical date the scheduler may create a run for.
+    pub start_date: Option<DateTime<Utc>>,
+    /// Whether the scheduler fills every missed interval since the last run (or
+    /// `start_date`), or only the latest one.
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    /// Tasks in file order.
+    pub tasks: Vec<TaskSpec>,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// One `[[task]]` with the `[defaults]` already applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskSpec {
+    pub id: String,
+    pub kind: String,
+    pub depends_on: Vec<String>,
+    pub trigger_rule: TriggerRule,
+    pub params: serde_json::Value,
+    pub retry: RetryPolicy,
+    #[serde(with = "duration_ms_opt")]
+    pub timeout: Option<Duration>,
+}
+
+/// How often and how soon a failed task is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    #[serde(with = "duration_ms")]
+    pub delay: Duration,
+    /// Doubles the delay after each failed try, up to `max_delay`.
+    pub backoff: bool,
+    #[serde(with = "duration_ms")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 0,
+            delay: Duration::from_secs(300),
+            backoff: false,
+            max_delay: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before try `failed_try + 1`, after try `failed_try` (1-based) failed.
+    pub fn delay_after(&self, failed_try: u32) -> Duration {
+        if !self.backoff {
+            return self.delay;
+        }
+        let factor = 2u32.saturating_pow(failed_try.saturating_sub(1));
+        self.delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+impl Dag {
+    /// The file's name relative to nothing in particular, for messages.
+    pub fn file_name(&self) -> &Path {
+        &self.file
+    }
+
+    /// A digest of the validated definition, so a changed file is noticed.
+    pub fn definition_hash(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).expect("a Dag always serialises");
+        format!("{:x}", sha2::Sha256::digest(json))
+    }
+
+    pub fn task(&self, id: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// Tasks that no other task depends on; they decide a run's final state.
+    pub fn is_leaf(&self, id: &str) -> bool {
+        !self.tasks.iter().any(|t| t.depends_on.iter().any(|d| d == id))
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+mod duration_ms_opt {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_doubles_and_caps() {
+        let policy = RetryPolicy {
+            retries: 10,
+            delay: Duration::from_secs(1),
+            backoff: true,
+            max_delay: Duration::from_secs(5),
+        };
+        let delays: Vec<u64> = (1..=5).map(|t| policy.delay_after(t).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+    }
+
+    #[test]
+    fn fixed_delay_without_backoff() {
+        let policy = RetryPolicy {
+            delay: Duration::from_secs(3),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(policy.delay_after(4), Duration::from_secs(3));
+    }
+}

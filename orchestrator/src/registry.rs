@@ -1,0 +1,100 @@
+//! The map from a task kind's name to the code that builds it. The binary fills it;
+//! the engine only looks names up, so the engine never imports a task kind.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::task::Task;
+
+/// A task kind's params that the kind rejected, with the path of the offending field
+/// inside `params` (empty for the table as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl ParamError {
+    /// An error about the field at `path` (dot-separated, such as `env.HOME`).
+    pub fn at(path: &str, message: impl Into<String>) -> Self {
+        Self {
+            path: path.split('.').filter(|s| !s.is_empty()).map(String::from).collect(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "params: {}", self.message)
+        } else {
+            write!(f, "params.{}: {}", self.path.join("."), self.message)
+        }
+    }
+}
+
+/// A task kind's config struct: deserialised from `params` (use
+/// `#[serde(deny_unknown_fields)]`), then checked by `validate`, then run.
+pub trait TaskConfig: Task + DeserializeOwned + 'static {
+    /// Checks that serde cannot express (an empty command, a negative rate).
+    fn validate(&self) -> Result<(), ParamError> {
+        Ok(())
+    }
+}
+
+type Build = Box<dyn Fn(&Value) -> Result<Box<dyn Task>, ParamError> + Send + Sync>;
+
+/// Task kinds by name.
+#[derive(Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Build>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `T` under `kind`; a later registration of the same name replaces it.
+    pub fn register<T: TaskConfig>(&mut self, kind: &'static str) -> &mut Self {
+        self.kinds.insert(
+            kind,
+            Box::new(|params: &Value| {
+                let config: T = serde_path_to_error::deserialize(params).map_err(|e| {
+                    let path = e.path().iter().map(|s| s.to_string()).collect();
+                    ParamError {
+                        path,
+                        message: e.into_inner().to_string(),
+                    }
+                })?;
+                config.validate()?;
+                Ok(Box::new(config) as Box<dyn Task>)
+            }),
+        );
+        self
+    }
+
+    pub fn contains(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
+    /// The registered names, sorted.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+
+    /// Builds a runnable task of `kind` from its params. `None` if the kind is unknown.
+    pub fn build(&self, kind: &str, params: &Value) -> Option<Result<Box<dyn Task>, ParamError>> {
+        self.kinds.get(kind).map(|build| build(params))
+    }
+}

@@ -1,0 +1,211 @@
+//! Cron schedules and the data intervals they cut time into.
+//!
+//! A DAG's schedule `s` fires at t0 < t1 < t2 ...; the run for the interval
+//! `[t_i, t_i+1)` is due at `t_i+1` and its logical date is `t_i`, as in Airflow.
+//! The arithmetic runs on local wall-clock time in the DAG's IANA timezone (croner over
+//! chrono-tz), so "0 2 * * *" in Europe/Berlin stays at 02:00 across DST changes.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use serde::Serialize;
+
+/// When a DAG runs by itself, if ever.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expr: Option<String>,
+    cron: Option<Cron>,
+    timezone: Tz,
+}
+
+/// A half-open data interval `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Schedule", 2)?;
+        st.serialize_field("cron", &self.expr)?;
+        st.serialize_field("timezone", self.timezone.name())?;
+        st.end()
+    }
+}
+
+impl Schedule {
+    /// Manual runs only.
+    pub fn manual(timezone: Tz) -> Self {
+        Self {
+            expr: None,
+            cron: None,
+            timezone,
+        }
+    }
+
+    /// A 5-field cron expression as people write it ("*/5 * * * *") or a preset
+    /// (@hourly, @daily, @weekly, @monthly, @yearly, @annually, @midnight).
+    pub fn cron(expr: &str, timezone: Tz) -> Result<Self, String> {
+        let trimmed = expr.trim();
+        let normalized = if trimmed.eq_ignore_ascii_case("@midnight") {
+            "@daily"
+        } else {
+            trimmed
+        };
+        if !normalized.starts_with('@') {
+            let fields = normalized.split_whitespace().count();
+            if fields != 5 {
+                return Err(format!(
+                    "invalid schedule \"{expr}\": a cron expression has 5 fields (minute hour day-of-month month day-of-week), found {fields}"
+                ));
+            }
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .build()
+            .parse(normalized)
+            .map_err(|e| format!("invalid schedule \"{expr}\": {e}"))?;
+        Ok(Self {
+            expr: Some(trimmed.to_string()),
+            cron: Some(cron),
+            timezone,
+        })
+    }
+
+    pub fn expr(&self) -> Option<&str> {
+        self.expr.as_deref()
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    pub fn is_manual(&self) -> bool {
+        self.cron.is_none()
+    }
+
+    /// The first fire time at or after `t` (inclusive) or strictly after it.
+    fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        let cron = self.cron.as_ref()?;
+        cron.find_next_occurrence(&t.with_timezone(&self.timezone), inclusive)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The last fire time at or before `t`.
+    fn previous(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = self.cron.as_ref()?;
+        cron.find_previous_occurrence(&t.with_timezone(&self.timezone), true)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The interval that starts at the first fire time at or after `t`.
+    pub fn interval_starting_at_or_after(&self, t: DateTime<Utc>) -> Option<Interval> {
+        let start = self.next(t, true)?;
+        let end = self.next(start, false)?;
+        Some(Interval { start, end })
+    }
+
+    /// The interval right after `interval`.
+    pub fn following(&self, interval: Interval) -> Option<Interval> {
+        self.interval_starting_at_or_after(interval.end)
+    }
+
+    /// The most recent interval that has ended at or before `now`.
+    pub fn latest_complete(&self, now: DateTime<Utc>) -> Option<Interval> {
+        let end = self.previous(now)?;
+        let start = self.previous(end - chrono::Duration::milliseconds(1))?;
+        Some(Interval { start, end })
+    }
+
+    /// Intervals whose start lies in `[from, to)`, at most `limit` of them.
+    pub fn intervals_starting_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<Interval> {
+        let mut out = Vec::new();
+        let mut next = self.interval_starting_at_or_after(from);
+        while let Some(interval) = next {
+            if interval.start >= to || out.len() >= limit {
+                break;
+            }
+            out.push(interval);
+            next = self.following(interval);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn six_fields_are_rejected_with_a_count() {
+        let err = Schedule::cron("0 */5 * * * *", Tz::UTC).unwrap_err();
+        assert!(err.contains("found 6"), "{err}");
+    }
+
+    #[test]
+    fn presets_parse() {
+        for p in ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"] {
+            Schedule::cron(p, Tz::UTC).unwrap();
+        }
+    }
+
+    #[test]
+    fn latest_complete_interval_of_an_hourly_schedule() {
+        let s = Schedule::cron("@hourly", Tz::UTC).unwrap();
+        let i = s.latest_complete(utc(2026, 1, 1, 10, 30)).unwrap();
+        assert_eq!(i, Interval { start: utc(2026, 1, 1, 9, 0), end: utc(2026, 1, 1, 10, 0) });
+    }
+
+    #[test]
+    fn a_daily_local_schedule_keeps_its_wall_clock_time_across_spring_forward() {
+        // Europe/Berlin moves from UTC+1 to UTC+2 on 2026-03-29 at 02:00 local.
+        let s = Schedule::cron("0 6 * * *", "Europe/Berlin".parse().unwrap()).unwrap();
+        let got = s.intervals_starting_between(utc(2026, 3, 27, 0, 0), utc(2026, 3, 31, 0, 0), 10);
+        let starts: Vec<_> = got.iter().map(|i| i.start).collect();
+        assert_eq!(
+            starts,
+            [utc(2026, 3, 27, 5, 0), utc(2026, 3, 28, 5, 0), utc(2026, 3, 29, 4, 0), utc(2026, 3, 30, 4, 0)]
+        );
+        // The interval that spans the change is 23 hours long.
+        assert_eq!(got[1].end - got[1].start, chrono::Duration::hours(23));
+    }
+
+    #[test]
+    fn a_time_inside_the_spring_forward_gap_runs_once_right_after_it() {
+        let s = Schedule::cron("30 2 * * *", "Europe/Berlin".parse().unwrap()).unwrap();
+        let got = s.intervals_starting_between(utc(2026, 3, 28, 0, 0), utc(2026, 3, 31, 0, 0), 10);
+        let starts: Vec<_> = got.iter().map(|i| i.start).collect();
+        // 02:30 does not exist on 03-29; croner snaps it to the first valid time, 03:00 CEST.
+        assert_eq!(starts, [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]);
+    }
+
+    #[test]
+    fn a_time_inside_the_fall_back_overlap_runs_once() {
+        // 2026-10-25 02:00-03:00 local happens twice in Europe/Berlin.
+        let s = Schedule::cron("30 2 * * *", "Europe/Berlin".parse().unwrap()).unwrap();
+        let got = s.intervals_starting_between(utc(2026, 10, 24, 0, 0), utc(2026, 10, 27, 0, 0), 10);
+        let starts: Vec<_> = got.iter().map(|i| i.start).collect();
+        assert_eq!(starts, [utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]);
+    }
+
+    #[test]
+    fn manual_schedules_have_no_intervals() {
+        let s = Schedule::manual(Tz::UTC);
+        assert!(s.latest_complete(utc(2026, 1, 1, 0, 0)).is_none());
+    }
+}

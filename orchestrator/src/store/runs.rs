@@ -1,0 +1,301 @@
+//! Creating runs and starting them.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
+
+use super::{SCHEDULER_CHANNEL, WORK_CHANNEL, transitions};
+use crate::dag::Dag;
+use crate::error::{Error, Result};
+use crate::schedule::Interval;
+
+/// How a run came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunType {
+    Scheduled,
+    Manual,
+    Backfill,
+}
+
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Scheduled => "scheduled",
+            RunType::Manual => "manual",
+            RunType::Backfill => "backfill",
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct RunRow {
+    pub id: i64,
+    pub dag_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub run_type: String,
+    pub state: String,
+    pub conf: Value,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A task instance as stored, for listings.
+#[derive(Debug, Clone, FromRow)]
+pub struct TaskInstanceRow {
+    pub id: i64,
+    pub task_id: String,
+    pub kind: String,
+    pub state: String,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub output: Option<Value>,
+}
+
+/// Inserts a queued run and its task instances, unless a run of the DAG already has
+/// that logical date. Returns the new run's id, or `None` when it existed.
+pub async fn create(
+    conn: &mut PgConnection,
+    dag: &Dag,
+    logical_date: DateTime<Utc>,
+    interval: Interval,
+    run_type: RunType,
+    conf: &Value,
+) -> Result<Option<i64>> {
+    let run_id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO setlist.dag_runs
+            (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6)
+         ON CONFLICT (dag_id, logical_date) DO NOTHING
+         RETURNING id",
+    )
+    .bind(&dag.id)
+    .bind(logical_date)
+    .bind(interval.start)
+    .bind(interval.end)
+    .bind(run_type.as_str())
+    .bind(conf)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(run_id) = run_id else { return Ok(None) };
+
+    let n = dag.tasks.len();
+    let (mut ids, mut kinds, mut params, mut upstream, mut leaf) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut rules, mut retries, mut delays, mut backoffs, mut max_delays, mut timeouts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for t in &dag.tasks {
+        ids.push(t.id.clone());
+        kinds.push(t.kind.clone());
+        params.push(t.params.clone());
+        // Postgres has no arrays of arrays of varying length: send upstream ids as JSON.
+        upstream.push(serde_json::to_value(&t.depends_on).expect("strings serialise"));
+        leaf.push(dag.is_leaf(&t.id));
+        rules.push(t.trigger_rule.as_str());
+        retries.push(t.retry.retries as i32);
+        delays.push(t.retry.delay.as_millis() as i64);
+        backoffs.push(t.retry.backoff);
+        max_delays.push(t.retry.max_delay.as_millis() as i64);
+        timeouts.push(t.timeout.map(|d| d.as_millis() as i64));
+    }
+    sqlx::query(include_str!("../queries/insert_task_instances.sql"))
+        .bind(run_id)
+        .bind(&ids)
+        .bind(&kinds)
+        .bind(&params)
+        .bind(&upstream)
+        .bind(&leaf)
+        .bind(&rules)
+        .bind(&retries)
+        .bind(&delays)
+        .bind(&backoffs)
+        .bind(&max_delays)
+        .bind(&timeouts)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(run_id))
+}
+
+/// Creates a manual run now with `conf` and wakes the scheduler to start it.
+/// Its logical date is now (or `logical_date`); its data interval is the latest
+/// complete interval of the schedule, or the empty `[now, now)` for manual DAGs.
+pub async fn trigger(pool: &PgPool, dag: &Dag, conf: Value, logical_date: Option<DateTime<Utc>>) -> Result<i64> {
+    if !conf.is_object() {
+        return Err(Error::Invalid("conf must be a JSON object".into()));
+    }
+    let now = Utc::now().trunc_subsecs(6);
+    let logical_date = logical_date.unwrap_or(now);
+    let interval = dag.schedule.latest_complete(logical_date).unwrap_or(Interval {
+        start: logical_date,
+        end: logical_date,
+    });
+    let mut tx = pool.begin().await?;
+    super::dags::upsert(&mut *tx, dag).await?;
+    let created = create(&mut tx, dag, logical_date, interval, RunType::Manual, &conf).await?;
+    let Some(run_id) = created else {
+        return Err(Error::Conflict(format!(
+            "DAG `{}` already has a run at logical date {}",
+            dag.id,
+            logical_date.to_rfc3339()
+        )));
+    };
+    notify(&mut tx, SCHEDULER_CHANNEL, "").await?;
+    tx.commit().await?;
+    Ok(run_id)
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Default)]
+pub struct Backfill {
+    pub created: Vec<i64>,
+    /// Intervals that already had a run, which a backfill leaves alone.
+    pub existing: usize,
+}
+
+/// Creates backfill runs for every interval whose start lies in `[from, to)`.
+pub async fn backfill(pool: &PgPool, dag: &Dag, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Backfill> {
+    if dag.schedule.is_manual() {
+        return Err(Error::Invalid(format!("DAG `{}` has no schedule, so it has no intervals to backfill", dag.id)));
+    }
+    if from >= to {
+        return Err(Error::Invalid(format!("--from ({from}) must be before --to ({to})")));
+    }
+    const LIMIT: usize = 100_000;
+    let intervals = dag.schedule.intervals_starting_between(from, to, LIMIT + 1);
+    if intervals.len() > LIMIT {
+        return Err(Error::Invalid(format!("the range holds more than {LIMIT} intervals; backfill it in parts")));
+    }
+    let mut out = Backfill::default();
+    let mut tx = pool.begin().await?;
+    super::dags::upsert(&mut *tx, dag).await?;
+    for interval in intervals {
+        match create(&mut tx, dag, interval.start, interval, RunType::Backfill, &Value::Object(Default::default())).await? {
+            Some(id) => out.created.push(id),
+            None => out.existing += 1,
+        }
+    }
+    notify(&mut tx, SCHEDULER_CHANNEL, "").await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Starts the oldest queued runs of every unpaused DAG, as far as each DAG's
+/// max_active_runs allows, and queues their first tasks. Returns how many started.
+pub async fn start_queued(pool: &PgPool) -> Result<usize> {
+    let dag_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT r.dag_id FROM setlist.dag_runs r
+         JOIN setlist.dags d USING (dag_id)
+         WHERE r.state = 'queued' AND NOT d.is_paused",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut started = 0;
+    for dag_id in dag_ids {
+        let mut tx = pool.begin().await?;
+        // Lock the DAG so two schedulers never start more than max_active_runs.
+        let (paused, max_active): (bool, i32) = sqlx::query_as(
+            "SELECT is_paused, COALESCE((definition->>'max_active_runs')::int, 16)
+             FROM setlist.dags WHERE dag_id = $1 FOR UPDATE",
+        )
+        .bind(&dag_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if paused {
+            continue;
+        }
+        let running: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'running'")
+                .bind(&dag_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let room = (max_active as i64 - running).max(0);
+        let runs: Vec<i64> = sqlx::query_scalar(
+            "UPDATE setlist.dag_runs SET state = 'running', started_at = clock_timestamp()
+             WHERE id IN (SELECT id FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'queued'
+                          ORDER BY logical_date LIMIT $2)
+             RETURNING id",
+        )
+        .bind(&dag_id)
+        .bind(room)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut queued_any = false;
+        for run_id in &runs {
+            queued_any |= transitions::evaluate(&mut tx, *run_id, None).await?;
+        }
+        if queued_any {
+            notify(&mut tx, WORK_CHANNEL, "").await?;
+        }
+        tx.commit().await?;
+        started += runs.len();
+    }
+    Ok(started)
+}
+
+pub(crate) async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The latest runs, newest first, of one DAG or of all.
+pub async fn list(pool: &PgPool, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+    Ok(sqlx::query_as(
+        "SELECT * FROM setlist.dag_runs WHERE ($1::text IS NULL OR dag_id = $1)
+         ORDER BY logical_date DESC, id DESC LIMIT $2",
+    )
+    .bind(dag_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One run and its task instances.
+pub async fn get(pool: &PgPool, run_id: i64) -> Result<(RunRow, Vec<TaskInstanceRow>)> {
+    let run: RunRow = sqlx::query_as("SELECT * FROM setlist.dag_runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))?;
+    let tasks = sqlx::query_as(
+        "SELECT id, task_id, kind, state, try_number, max_tries, queued_at, started_at, ended_at, retry_at, output
+         FROM setlist.task_instances WHERE run_id = $1 ORDER BY id",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?;
+    Ok((run, tasks))
+}
+
+/// The latest scheduled run's interval, from which the next one follows.
+pub async fn latest_scheduled_interval(pool: &PgPool, dag_id: &str) -> Result<Option<Interval>> {
+    let row: Option<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT data_interval_start, data_interval_end FROM setlist.dag_runs
+         WHERE dag_id = $1 AND run_type = 'scheduled' ORDER BY logical_date DESC LIMIT 1",
+    )
+    .bind(dag_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(start, end)| Interval { start, end }))
+}

@@ -1,0 +1,342 @@
+//! The task-instance state machine. Every change of a run's tasks happens in a
+//! transaction that first locks the run's row, so concurrent completions of one run
+//! are serialised and a downstream task is never missed or queued twice.
+//!
+//! ```text
+//! scheduled -> queued -> running -> success
+//!     |                     |-----> up_for_retry -> running ...
+//!     |                     '-----> failed
+//!     '-> upstream_failed | skipped            (decided by the trigger rule)
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::runs::notify;
+use super::{CANCEL_CHANNEL, SCHEDULER_CHANNEL, WORK_CHANNEL};
+use crate::dag::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::trigger_rule::{Decision, TriggerRule, UpstreamCounts};
+
+#[derive(FromRow)]
+struct Waiting {
+    id: i64,
+    task_id: String,
+    trigger_rule: String,
+    total: i64,
+    success: i64,
+    failed: i64,
+    upstream_failed: i64,
+    skipped: i64,
+}
+
+/// Decides the waiting tasks of a run (all of them, or the downstream of `changed`)
+/// by their trigger rules, following upstream_failed and skipped tasks down the graph.
+/// Returns whether any task was queued. The caller holds the run's lock.
+pub async fn evaluate(conn: &mut PgConnection, run_id: i64, changed: Option<Vec<String>>) -> Result<bool> {
+    let mut changed = changed;
+    let mut queued_any = false;
+    loop {
+        let waiting: Vec<Waiting> = sqlx::query_as(include_str!("../queries/evaluate_waiting.sql"))
+            .bind(run_id)
+            .bind(&changed)
+            .fetch_all(&mut *conn)
+            .await?;
+        let (mut ready, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        for w in waiting {
+            let rule = TriggerRule::parse(&w.trigger_rule).unwrap_or_default();
+            let counts = UpstreamCounts {
+                total: w.total,
+                success: w.success,
+                failed: w.failed,
+                upstream_failed: w.upstream_failed,
+                skipped: w.skipped,
+            };
+            match rule.decide(counts) {
+                Decision::Wait => {}
+                Decision::Ready => ready.push(w.id),
+                Decision::UpstreamFailed => upstream_failed.push((w.id, w.task_id)),
+                Decision::Skip => skipped.push((w.id, w.task_id)),
+            }
+        }
+        if !ready.is_empty() {
+            sqlx::query(
+                "UPDATE setlist.task_instances SET state = 'queued', queued_at = clock_timestamp()
+                 WHERE id = ANY ($1)",
+            )
+            .bind(&ready)
+            .execute(&mut *conn)
+            .await?;
+            queued_any = true;
+        }
+        let mut next = Vec::new();
+        for (state, tasks) in [("upstream_failed", upstream_failed), ("skipped", skipped)] {
+            if tasks.is_empty() {
+                continue;
+            }
+            let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+            sqlx::query(
+                "UPDATE setlist.task_instances SET state = $2, ended_at = clock_timestamp()
+                 WHERE id = ANY ($1)",
+            )
+            .bind(&ids)
+            .bind(state)
+            .execute(&mut *conn)
+            .await?;
+            next.extend(tasks.into_iter().map(|t| t.1));
+        }
+        if next.is_empty() {
+            return Ok(queued_any);
+        }
+        changed = Some(next);
+    }
+}
+
+/// Ends the run if all its tasks are done; returns its final state.
+pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option<String>> {
+    let state: Option<String> = sqlx::query_scalar(include_str!("../queries/finalize_run.sql"))
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if state.is_some() {
+        notify(conn, SCHEDULER_CHANNEL, &run_id.to_string()).await?;
+    }
+    Ok(state)
+}
+
+async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<String> {
+    sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1 FOR UPDATE")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Success(Value),
+    /// Failed; retried while tries remain.
+    Failed(String),
+    /// Failed and must not be retried (cancelled by a person, unknown kind).
+    FailedFinal(String),
+}
+
+/// What [`finish_attempt`] did with the task instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// The new state: success, failed or up_for_retry.
+    State(String),
+    /// The attempt no longer owned the task instance (the reaper retried it
+    /// elsewhere); its result was recorded on the attempt and otherwise ignored.
+    Superseded,
+}
+
+#[derive(FromRow)]
+struct Owned {
+    task_id: String,
+    state: String,
+    worker_id: Option<Uuid>,
+    try_number: i32,
+    max_tries: i32,
+    retry_delay_ms: i64,
+    retry_backoff: bool,
+    max_retry_delay_ms: i64,
+    cancel_requested: bool,
+}
+
+/// Records the end of try `try_number` of a task instance by `worker_id`, moves the
+/// task instance on, decides its downstream tasks and ends the run when it is done.
+pub async fn finish_attempt(
+    pool: &PgPool,
+    run_id: i64,
+    ti_id: i64,
+    try_number: i32,
+    worker_id: Uuid,
+    outcome: Outcome,
+) -> Result<Finished> {
+    let mut tx = pool.begin().await?;
+    lock_run(&mut tx, run_id).await?;
+    let ti: Owned = sqlx::query_as(
+        "SELECT task_id, state, worker_id, try_number, max_tries, retry_delay_ms, retry_backoff,
+                max_retry_delay_ms, cancel_requested
+         FROM setlist.task_instances WHERE id = $1 FOR UPDATE",
+    )
+    .bind(ti_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (attempt_state, error) = match &outcome {
+        Outcome::Success(_) => ("success", None),
+        Outcome::Failed(e) | Outcome::FailedFinal(e) => ("failed", Some(e.as_str())),
+    };
+    sqlx::query(
+        "UPDATE setlist.attempts SET state = $3, error = $4, ended_at = clock_timestamp()
+         WHERE ti_id = $1 AND try_number = $2 AND state = 'running'",
+    )
+    .bind(ti_id)
+    .bind(try_number)
+    .bind(attempt_state)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    let owns = ti.state == "running" && ti.worker_id == Some(worker_id) && ti.try_number == try_number;
+    if !owns {
+        tx.commit().await?;
+        return Ok(Finished::Superseded);
+    }
+    let (state, output, retry_in) = match outcome {
+        Outcome::Success(output) => ("success", Some(output), None),
+        Outcome::Failed(_) if !ti.cancel_requested && ti.try_number < ti.max_tries => {
+            let policy = RetryPolicy {
+                retries: 0,
+                delay: Duration::from_millis(ti.retry_delay_ms as u64),
+                backoff: ti.retry_backoff,
+                max_delay: Duration::from_millis(ti.max_retry_delay_ms as u64),
+            };
+            let delay = policy.delay_after(ti.try_number as u32);
+            ("up_for_retry", None, Some(delay.as_secs_f64()))
+        }
+        Outcome::Failed(_) | Outcome::FailedFinal(_) => ("failed", None, None),
+    };
+    sqlx::query(
+        "UPDATE setlist.task_instances
+         SET state = $2, output = $3, worker_id = NULL, cancel_requested = false,
+             ended_at = CASE WHEN $2 = 'up_for_retry' THEN NULL ELSE clock_timestamp() END,
+             retry_at = clock_timestamp() + make_interval(secs => $4)
+         WHERE id = $1",
+    )
+    .bind(ti_id)
+    .bind(state)
+    .bind(output)
+    .bind(retry_in)
+    .execute(&mut *tx)
+    .await?;
+    if state == "up_for_retry" {
+        // Workers recompute when to wake for the retry.
+        notify(&mut tx, WORK_CHANNEL, "").await?;
+    } else {
+        if evaluate(&mut tx, run_id, Some(vec![ti.task_id])).await? {
+            notify(&mut tx, WORK_CHANNEL, "").await?;
+        }
+        finalize_run(&mut tx, run_id).await?;
+    }
+    tx.commit().await?;
+    Ok(Finished::State(state.to_string()))
+}
+
+/// Clears task instances of a run so they run again: the named tasks, and with
+/// `downstream` everything below them. The run becomes running again.
+pub async fn clear(pool: &PgPool, run_id: i64, task_ids: &[String], downstream: bool) -> Result<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    let run_state = lock_run(&mut tx, run_id).await?;
+    let rows: Vec<(String, Vec<String>, String)> =
+        sqlx::query_as("SELECT task_id, upstream, state FROM setlist.task_instances WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let states: HashMap<&str, &str> = rows.iter().map(|(t, _, s)| (t.as_str(), s.as_str())).collect();
+    let mut selected: BTreeSet<String> = BTreeSet::new();
+    for id in task_ids {
+        if !states.contains_key(id.as_str()) {
+            return Err(Error::NotFound(format!("run {run_id} has no task `{id}`")));
+        }
+        selected.insert(id.clone());
+    }
+    if downstream {
+        loop {
+            let before = selected.len();
+            for (task, upstream, _) in &rows {
+                if upstream.iter().any(|u| selected.contains(u)) {
+                    selected.insert(task.clone());
+                }
+            }
+            if selected.len() == before {
+                break;
+            }
+        }
+    }
+    if let Some(busy) = selected.iter().find(|t| states[t.as_str()] == "running") {
+        return Err(Error::Conflict(format!("task `{busy}` of run {run_id} is running; cancel it first")));
+    }
+    let selected: Vec<String> = selected.into_iter().collect();
+    sqlx::query(
+        "UPDATE setlist.task_instances
+         SET state = 'scheduled', max_tries = try_number + retries + 1, retry_at = NULL,
+             queued_at = NULL, started_at = NULL, ended_at = NULL, output = NULL,
+             worker_id = NULL, cancel_requested = false
+         WHERE run_id = $1 AND task_id = ANY ($2)",
+    )
+    .bind(run_id)
+    .bind(&selected)
+    .execute(&mut *tx)
+    .await?;
+    if run_state != "queued" {
+        sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if evaluate(&mut tx, run_id, None).await? {
+            notify(&mut tx, WORK_CHANNEL, "").await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(selected)
+}
+
+/// Asks the worker running a task to stop it. The attempt fails and is not retried.
+pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result<i64> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, state FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2 FOR UPDATE")
+            .bind(run_id)
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (ti_id, state) = row.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
+    if state != "running" {
+        return Err(Error::Conflict(format!("task `{task_id}` of run {run_id} is {state}, not running")));
+    }
+    sqlx::query("UPDATE setlist.task_instances SET cancel_requested = true WHERE id = $1")
+        .bind(ti_id)
+        .execute(&mut *tx)
+        .await?;
+    notify(&mut tx, CANCEL_CHANNEL, &ti_id.to_string()).await?;
+    tx.commit().await?;
+    Ok(ti_id)
+}
+
+/// Ends every running run whose tasks are all done: a safety net for a process that
+/// died between a task's end and its run's.
+pub async fn finalize_finished_runs(pool: &PgPool) -> Result<usize> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT r.id FROM setlist.dag_runs r WHERE r.state = 'running'
+         AND NOT EXISTS (SELECT 1 FROM setlist.task_instances t WHERE t.run_id = r.id
+                         AND t.state NOT IN ('success', 'failed', 'upstream_failed', 'skipped'))",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut ended = 0;
+    for id in ids {
+        let mut tx = pool.begin().await?;
+        lock_run(&mut tx, id).await?;
+        if finalize_run(&mut tx, id).await?.is_some() {
+            ended += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(ended)
+}
+
+/// The earliest time a retry becomes due, for workers to sleep until.
+pub async fn next_retry_at(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
+    Ok(
+        sqlx::query_scalar("SELECT min(retry_at) FROM setlist.task_instances WHERE state = 'up_for_retry'")
+            .fetch_one(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,106 @@
+//! The contract between the engine and the code a task runs.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A unit of work. Each task kind is a config struct (deserialised from the DAG's
+/// `params`) that implements this trait; it is a trait object so the engine never
+/// needs to know the kinds that exist.
+#[async_trait]
+pub trait Task: Send + Sync {
+    /// Runs one attempt. The returned JSON becomes the task's output, which its
+    /// downstream tasks read from [`TaskContext::upstream_outputs`]. A task should
+    /// return soon after `ctx.cancel` fires; the worker drops it after a grace period.
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value>;
+}
+
+/// Everything an attempt knows about the run it belongs to.
+#[derive(Debug)]
+pub struct TaskContext {
+    pub dag_id: String,
+    pub run_id: i64,
+    pub task_id: String,
+    /// The run's logical date: the start of its data interval for scheduled runs.
+    pub logical_date: DateTime<Utc>,
+    /// The half-open data interval `[start, end)` this run processes.
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub try_number: i32,
+    /// The task's `params` table, as JSON.
+    pub params: Value,
+    /// The run's JSON conf, given at trigger time (`{}` for scheduled runs).
+    pub conf: Value,
+    /// Outputs of the upstream tasks that succeeded, by task id.
+    pub upstream_outputs: BTreeMap<String, Value>,
+    /// Lines written here are stored with the attempt.
+    pub log: LogSink,
+    /// Fires on timeout, on a manual cancel and on worker shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Lines the task or the engine writes itself.
+    Task,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Task => "task",
+        }
+    }
+}
+
+/// One log line on its way to the state store.
+#[derive(Debug)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+/// A cheap, cloneable handle that sends log lines to the attempt's log writer.
+/// Writing never blocks the task; lines are stored in batches.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: Option<mpsc::UnboundedSender<LogLine>>,
+}
+
+impl LogSink {
+    /// A sink that feeds `tx`.
+    pub fn new(tx: mpsc::UnboundedSender<LogLine>) -> Self {
+        Self { tx: Some(tx) }
+    }
+
+    /// A sink that drops every line, for running a task outside a worker.
+    pub fn discard() -> Self {
+        Self { tx: None }
+    }
+
+    pub fn write(&self, stream: LogStream, line: impl Into<String>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(LogLine {
+                at: Utc::now(),
+                stream,
+                line: line.into(),
+            });
+        }
+    }
+
+    /// A line from the task itself.
+    pub fn info(&self, line: impl Into<String>) {
+        self.write(LogStream::Task, line);
+    }
+}

@@ -1,0 +1,160 @@
+//! When a task may start, given the states of its upstream tasks.
+
+use serde::{Deserialize, Serialize};
+
+/// A task's trigger rule, as in Airflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream succeeded (the default).
+    #[default]
+    AllSuccess,
+    /// Every upstream finished, whatever its state.
+    AllDone,
+    /// At least one upstream failed; starts as soon as one does.
+    OneFailed,
+    /// At least one upstream succeeded; starts as soon as one does.
+    OneSuccess,
+    /// No upstream failed (skipped ones are fine).
+    NoneFailed,
+}
+
+impl TriggerRule {
+    pub const NAMES: [&'static str; 5] = ["all_success", "all_done", "one_failed", "one_success", "none_failed"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::NoneFailed => "none_failed",
+        }
+    }
+
+    /// What to do with a task that waits on `up`.
+    pub fn decide(self, up: UpstreamCounts) -> Decision {
+        let failed = up.failed + up.upstream_failed;
+        let done = up.success + failed + up.skipped;
+        let all_done = done == up.total;
+        match self {
+            TriggerRule::AllSuccess => {
+                if failed > 0 {
+                    Decision::UpstreamFailed
+                } else if up.skipped > 0 {
+                    Decision::Skip
+                } else if all_done {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::AllDone => {
+                if all_done {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::OneFailed => {
+                if failed > 0 {
+                    Decision::Ready
+                } else if all_done {
+                    Decision::Skip
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::OneSuccess => {
+                if up.success > 0 || up.total == 0 {
+                    Decision::Ready
+                } else if all_done {
+                    if failed > 0 {
+                        Decision::UpstreamFailed
+                    } else {
+                        Decision::Skip
+                    }
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::NoneFailed => {
+                if failed > 0 {
+                    Decision::UpstreamFailed
+                } else if all_done {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
+        }
+    }
+}
+
+/// How many upstream tasks are in each terminal state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamCounts {
+    pub total: i64,
+    pub success: i64,
+    pub failed: i64,
+    pub upstream_failed: i64,
+    pub skipped: i64,
+}
+
+/// The outcome of [`TriggerRule::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Some upstream is still unfinished and the rule needs it.
+    Wait,
+    /// Queue the task.
+    Ready,
+    /// The task can never run because an upstream failed.
+    UpstreamFailed,
+    /// The task does not apply to this run.
+    Skip,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(total: i64, success: i64, failed: i64, skipped: i64) -> UpstreamCounts {
+        UpstreamCounts { total, success, failed, upstream_failed: 0, skipped }
+    }
+
+    #[test]
+    fn all_success_waits_then_runs() {
+        assert_eq!(TriggerRule::AllSuccess.decide(counts(2, 1, 0, 0)), Decision::Wait);
+        assert_eq!(TriggerRule::AllSuccess.decide(counts(2, 2, 0, 0)), Decision::Ready);
+        assert_eq!(TriggerRule::AllSuccess.decide(counts(0, 0, 0, 0)), Decision::Ready);
+    }
+
+    #[test]
+    fn all_success_fails_fast_on_a_failed_upstream() {
+        assert_eq!(TriggerRule::AllSuccess.decide(counts(3, 0, 1, 0)), Decision::UpstreamFailed);
+    }
+
+    #[test]
+    fn all_done_runs_after_failures() {
+        assert_eq!(TriggerRule::AllDone.decide(counts(2, 1, 1, 0)), Decision::Ready);
+        assert_eq!(TriggerRule::AllDone.decide(counts(2, 0, 1, 0)), Decision::Wait);
+    }
+
+    #[test]
+    fn one_failed_runs_early_or_is_skipped() {
+        assert_eq!(TriggerRule::OneFailed.decide(counts(3, 0, 1, 0)), Decision::Ready);
+        assert_eq!(TriggerRule::OneFailed.decide(counts(2, 2, 0, 0)), Decision::Skip);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for name in TriggerRule::NAMES {
+            assert_eq!(TriggerRule::parse(name).unwrap().as_str(), name);
+        }
+        assert!(TriggerRule::parse("always").is_none());
+    }
+}
