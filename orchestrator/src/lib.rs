@@ -3,13 +3,15 @@
 
 pub mod dag;
 pub mod error;
-pub mod store;
 pub mod registry;
 pub mod schedule;
+pub mod scheduler;
+pub mod store;
 pub mod task;
 pub mod trigger_rule;
+pub mod worker;
 
 pub use dag::{Dag, DagBag, Diagnostic, TaskSpec};
-pub use registry::{ParamError, Registry, TaskConfig};
-pub use task::{LogStream, LogSink, Task, TaskContext};
 pub use error::{Error, Result};
+pub use registry::{ParamError, Registry, TaskConfig};
+pub use task::{LogSink, LogStream, Task, TaskContext};

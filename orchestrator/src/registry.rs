@@ -21,7 +21,11 @@ impl ParamError {
     /// An error about the field at `path` (dot-separated, such as `env.HOME`).
     pub fn at(path: &str, message: impl Into<String>) -> Self {
         Self {
-            path: path.split('.').filter(|s| !s.is_empty()).map(String::from).collect(),
+            path: path
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
             message: message.into(),
         }
     }

@@ -5,7 +5,7 @@
 //! The arithmetic runs on local wall-clock time in the DAG's IANA timezone (croner over
 //! chrono-tz), so "0 2 * * *" in Europe/Berlin stays at 02:00 across DST changes.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -90,6 +90,13 @@ impl Schedule {
     /// The first fire time at or after `t` (inclusive) or strictly after it.
     fn next(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
+        // croner keeps sub-second parts; fire times are whole seconds.
+        let whole = t.trunc_subsecs(0);
+        let (t, inclusive) = if whole < t {
+            (whole, false)
+        } else {
+            (t, inclusive)
+        };
         cron.find_next_occurrence(&t.with_timezone(&self.timezone), inclusive)
             .ok()
             .map(|d| d.with_timezone(&Utc))
@@ -98,6 +105,7 @@ impl Schedule {
     /// The last fire time at or before `t`.
     fn previous(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
+        let t = t.trunc_subsecs(0);
         cron.find_previous_occurrence(&t.with_timezone(&self.timezone), true)
             .ok()
             .map(|d| d.with_timezone(&Utc))
@@ -110,9 +118,14 @@ impl Schedule {
         Some(Interval { start, end })
     }
 
-    /// The interval right after `interval`.
+    /// The interval right after `interval`: it starts where `interval` ends, so
+    /// consecutive intervals never leave a hole, even across a DST gap.
     pub fn following(&self, interval: Interval) -> Option<Interval> {
-        self.interval_starting_at_or_after(interval.end)
+        let end = self.next(interval.end, false)?;
+        Some(Interval {
+            start: interval.end,
+            end,
+        })
     }
 
     /// The most recent interval that has ended at or before `now`.
@@ -159,7 +172,15 @@ mod tests {
 
     #[test]
     fn presets_parse() {
-        for p in ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"] {
+        for p in [
+            "@hourly",
+            "@daily",
+            "@weekly",
+            "@monthly",
+            "@yearly",
+            "@annually",
+            "@midnight",
+        ] {
             Schedule::cron(p, Tz::UTC).unwrap();
         }
     }
@@ -168,7 +189,13 @@ mod tests {
     fn latest_complete_interval_of_an_hourly_schedule() {
         let s = Schedule::cron("@hourly", Tz::UTC).unwrap();
         let i = s.latest_complete(utc(2026, 1, 1, 10, 30)).unwrap();
-        assert_eq!(i, Interval { start: utc(2026, 1, 1, 9, 0), end: utc(2026, 1, 1, 10, 0) });
+        assert_eq!(
+            i,
+            Interval {
+                start: utc(2026, 1, 1, 9, 0),
+                end: utc(2026, 1, 1, 10, 0)
+            }
+        );
     }
 
     #[test]
@@ -179,7 +206,12 @@ mod tests {
         let starts: Vec<_> = got.iter().map(|i| i.start).collect();
         assert_eq!(
             starts,
-            [utc(2026, 3, 27, 5, 0), utc(2026, 3, 28, 5, 0), utc(2026, 3, 29, 4, 0), utc(2026, 3, 30, 4, 0)]
+            [
+                utc(2026, 3, 27, 5, 0),
+                utc(2026, 3, 28, 5, 0),
+                utc(2026, 3, 29, 4, 0),
+                utc(2026, 3, 30, 4, 0)
+            ]
         );
         // The interval that spans the change is 23 hours long.
         assert_eq!(got[1].end - got[1].start, chrono::Duration::hours(23));
@@ -190,17 +222,51 @@ mod tests {
         let s = Schedule::cron("30 2 * * *", "Europe/Berlin".parse().unwrap()).unwrap();
         let got = s.intervals_starting_between(utc(2026, 3, 28, 0, 0), utc(2026, 3, 31, 0, 0), 10);
         let starts: Vec<_> = got.iter().map(|i| i.start).collect();
-        // 02:30 does not exist on 03-29; croner snaps it to the first valid time, 03:00 CEST.
-        assert_eq!(starts, [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]);
+        // 02:30 does not exist on 03-29: that day's tick is 03:00 CEST, as Vixie cron does.
+        assert_eq!(
+            starts,
+            [
+                utc(2026, 3, 28, 1, 30),
+                utc(2026, 3, 29, 1, 0),
+                utc(2026, 3, 30, 0, 30)
+            ]
+        );
+        for pair in got.windows(2) {
+            assert_eq!(
+                pair[0].end, pair[1].start,
+                "consecutive intervals leave no hole"
+            );
+        }
     }
 
     #[test]
     fn a_time_inside_the_fall_back_overlap_runs_once() {
         // 2026-10-25 02:00-03:00 local happens twice in Europe/Berlin.
         let s = Schedule::cron("30 2 * * *", "Europe/Berlin".parse().unwrap()).unwrap();
-        let got = s.intervals_starting_between(utc(2026, 10, 24, 0, 0), utc(2026, 10, 27, 0, 0), 10);
+        let got =
+            s.intervals_starting_between(utc(2026, 10, 24, 0, 0), utc(2026, 10, 27, 0, 0), 10);
         let starts: Vec<_> = got.iter().map(|i| i.start).collect();
-        assert_eq!(starts, [utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]);
+        assert_eq!(
+            starts,
+            [
+                utc(2026, 10, 24, 0, 30),
+                utc(2026, 10, 25, 0, 30),
+                utc(2026, 10, 26, 1, 30)
+            ]
+        );
+    }
+
+    #[test]
+    fn fire_times_are_whole_even_from_a_fractional_now() {
+        let s = Schedule::cron("@hourly", Tz::UTC).unwrap();
+        let now = utc(2026, 1, 1, 10, 30) + chrono::Duration::microseconds(123_456);
+        assert_eq!(s.latest_complete(now).unwrap().end, utc(2026, 1, 1, 10, 0));
+        let i = s
+            .interval_starting_at_or_after(
+                utc(2026, 1, 1, 10, 0) + chrono::Duration::milliseconds(1),
+            )
+            .unwrap();
+        assert_eq!(i.start, utc(2026, 1, 1, 11, 0));
     }
 
     #[test]

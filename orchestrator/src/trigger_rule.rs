@@ -20,7 +20,13 @@ pub enum TriggerRule {
 }
 
 impl TriggerRule {
-    pub const NAMES: [&'static str; 5] = ["all_success", "all_done", "one_failed", "one_success", "none_failed"];
+    pub const NAMES: [&'static str; 5] = [
+        "all_success",
+        "all_done",
+        "one_failed",
+        "one_success",
+        "none_failed",
+    ];
 
     pub fn parse(name: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
@@ -123,31 +129,61 @@ mod tests {
     use super::*;
 
     fn counts(total: i64, success: i64, failed: i64, skipped: i64) -> UpstreamCounts {
-        UpstreamCounts { total, success, failed, upstream_failed: 0, skipped }
+        UpstreamCounts {
+            total,
+            success,
+            failed,
+            upstream_failed: 0,
+            skipped,
+        }
     }
 
     #[test]
     fn all_success_waits_then_runs() {
-        assert_eq!(TriggerRule::AllSuccess.decide(counts(2, 1, 0, 0)), Decision::Wait);
-        assert_eq!(TriggerRule::AllSuccess.decide(counts(2, 2, 0, 0)), Decision::Ready);
-        assert_eq!(TriggerRule::AllSuccess.decide(counts(0, 0, 0, 0)), Decision::Ready);
+        assert_eq!(
+            TriggerRule::AllSuccess.decide(counts(2, 1, 0, 0)),
+            Decision::Wait
+        );
+        assert_eq!(
+            TriggerRule::AllSuccess.decide(counts(2, 2, 0, 0)),
+            Decision::Ready
+        );
+        assert_eq!(
+            TriggerRule::AllSuccess.decide(counts(0, 0, 0, 0)),
+            Decision::Ready
+        );
     }
 
     #[test]
     fn all_success_fails_fast_on_a_failed_upstream() {
-        assert_eq!(TriggerRule::AllSuccess.decide(counts(3, 0, 1, 0)), Decision::UpstreamFailed);
+        assert_eq!(
+            TriggerRule::AllSuccess.decide(counts(3, 0, 1, 0)),
+            Decision::UpstreamFailed
+        );
     }
 
     #[test]
     fn all_done_runs_after_failures() {
-        assert_eq!(TriggerRule::AllDone.decide(counts(2, 1, 1, 0)), Decision::Ready);
-        assert_eq!(TriggerRule::AllDone.decide(counts(2, 0, 1, 0)), Decision::Wait);
+        assert_eq!(
+            TriggerRule::AllDone.decide(counts(2, 1, 1, 0)),
+            Decision::Ready
+        );
+        assert_eq!(
+            TriggerRule::AllDone.decide(counts(2, 0, 1, 0)),
+            Decision::Wait
+        );
     }
 
     #[test]
     fn one_failed_runs_early_or_is_skipped() {
-        assert_eq!(TriggerRule::OneFailed.decide(counts(3, 0, 1, 0)), Decision::Ready);
-        assert_eq!(TriggerRule::OneFailed.decide(counts(2, 2, 0, 0)), Decision::Skip);
+        assert_eq!(
+            TriggerRule::OneFailed.decide(counts(3, 0, 1, 0)),
+            Decision::Ready
+        );
+        assert_eq!(
+            TriggerRule::OneFailed.decide(counts(2, 2, 0, 0)),
+            Decision::Skip
+        );
     }
 
     #[test]

@@ -1,1 +1,16 @@
+//! Setlist's task kinds. Each kind is a config struct deserialised from a task's
+//! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
+pub mod noop;
+pub mod shell;
+
+use orchestrator::Registry;
+
+/// Every task kind this build knows, by the name DAG files use in `kind`.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register::<noop::Noop>("noop")
+        .register::<shell::Shell>("shell");
+    registry
+}

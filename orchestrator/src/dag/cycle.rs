@@ -32,7 +32,8 @@ fn walk_back_to_start(graph: &DiGraph<(), ()>, scc: &[NodeIndex], start: NodeInd
     let mut visited = vec![start];
     loop {
         let here = *path.last().expect("the path starts non-empty");
-        let mut next_nodes: Vec<NodeIndex> = graph.neighbors(here).filter(|n| scc.contains(n)).collect();
+        let mut next_nodes: Vec<NodeIndex> =
+            graph.neighbors(here).filter(|n| scc.contains(n)).collect();
         next_nodes.sort();
         if next_nodes.contains(&start) {
             path.push(start);
@@ -65,7 +66,10 @@ mod tests {
 
     #[test]
     fn a_three_node_cycle_is_walked_in_order() {
-        assert_eq!(find_cycles(4, &[(0, 1), (1, 2), (2, 0), (2, 3)]), vec![vec![0, 1, 2, 0]]);
+        assert_eq!(
+            find_cycles(4, &[(0, 1), (1, 2), (2, 0), (2, 3)]),
+            vec![vec![0, 1, 2, 0]]
+        );
     }
 
     #[test]

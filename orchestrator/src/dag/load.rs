@@ -26,7 +26,13 @@ const DAG_KEYS: &[&str] = &[
     "catchup",
     "max_active_runs",
 ];
-const RETRY_KEYS: &[&str] = &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout"];
+const RETRY_KEYS: &[&str] = &[
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+];
 const TASK_KEYS: &[&str] = &[
     "id",
     "kind",
@@ -82,7 +88,11 @@ pub fn load_dir(dir: &Path, registry: &Registry) -> DagBag {
                         file: file.clone(),
                         line: 1,
                         column: 1,
-                        message: format!("DAG id `{}` is already defined in {}", dag.id, first.display()),
+                        message: format!(
+                            "DAG id `{}` is already defined in {}",
+                            dag.id,
+                            first.display()
+                        ),
                     });
                 } else {
                     seen.insert(dag.id.clone(), file);
@@ -154,12 +164,23 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
     }
 }
 
-fn section<'d, 'i>(w: &mut Walker<'_>, doc: &'d DeTable<'i>, key: &str, name: &str) -> Option<&'d DeTable<'i>> {
+fn section<'d, 'i>(
+    w: &mut Walker<'_>,
+    doc: &'d DeTable<'i>,
+    key: &str,
+    name: &str,
+) -> Option<&'d DeTable<'i>> {
     let value = doc.get(key)?;
     match value.get_ref().as_table() {
         Some(t) => Some(t),
         None => {
-            w.error(value.span(), format!("{name} must be a table, found {}", value.get_ref().type_str()));
+            w.error(
+                value.span(),
+                format!(
+                    "{name} must be a table, found {}",
+                    value.get_ref().type_str()
+                ),
+            );
             None
         }
     }
@@ -178,7 +199,9 @@ struct Header {
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 250
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn read_dag_header(w: &mut Walker<'_>, t: &DeTable<'_>) -> Option<Header> {
@@ -186,7 +209,10 @@ fn read_dag_header(w: &mut Walker<'_>, t: &DeTable<'_>) -> Option<Header> {
     w.reject_unknown_keys(t, DAG_KEYS, S);
     let id = match w.string(t, "id", S) {
         Some((id, span)) if !is_valid_id(&id) => {
-            w.error(span, format!("invalid DAG id \"{id}\": use letters, digits, `_`, `-` and `.`"));
+            w.error(
+                span,
+                format!("invalid DAG id \"{id}\": use letters, digits, `_`, `-` and `.`"),
+            );
             None
         }
         Some((id, _)) => Some(id),
@@ -197,7 +223,10 @@ fn read_dag_header(w: &mut Walker<'_>, t: &DeTable<'_>) -> Option<Header> {
             None
         }
     };
-    let description = w.string(t, "description", S).map(|d| d.0).unwrap_or_default();
+    let description = w
+        .string(t, "description", S)
+        .map(|d| d.0)
+        .unwrap_or_default();
     let tags = w
         .strings(t, "tags", S)
         .map(|v| v.into_iter().map(|s| s.0).collect())
@@ -214,7 +243,9 @@ fn read_dag_header(w: &mut Walker<'_>, t: &DeTable<'_>) -> Option<Header> {
     };
     let schedule = match (w.string(t, "schedule", S), timezone) {
         (None, Some(tz)) => Some(Schedule::manual(tz)),
-        (Some((expr, _)), Some(tz)) if expr.trim().eq_ignore_ascii_case("none") => Some(Schedule::manual(tz)),
+        (Some((expr, _)), Some(tz)) if expr.trim().eq_ignore_ascii_case("none") => {
+            Some(Schedule::manual(tz))
+        }
         (Some((expr, span)), Some(tz)) => match Schedule::cron(&expr, tz) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -254,7 +285,13 @@ fn read_start_date(w: &mut Walker<'_>, v: &Spanned<DeValue<'_>>, tz: Tz) -> Opti
         DeValue::Datetime(d) => d.to_string(),
         DeValue::String(s) => s.to_string(),
         other => {
-            w.error(v.span(), format!("`start_date` in [dag] must be a date or datetime, found {}", other.type_str()));
+            w.error(
+                v.span(),
+                format!(
+                    "`start_date` in [dag] must be a date or datetime, found {}",
+                    other.type_str()
+                ),
+            );
             return None;
         }
     };
@@ -264,11 +301,18 @@ fn read_start_date(w: &mut Walker<'_>, v: &Spanned<DeValue<'_>>, tz: Tz) -> Opti
     let naive = NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S"))
         .ok()
-        .or_else(|| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok().map(|d| d.and_time(NaiveTime::MIN)));
+        .or_else(|| {
+            NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(NaiveTime::MIN))
+        });
     match naive.and_then(|n| tz.from_local_datetime(&n).earliest()) {
         Some(d) => Some(d.with_timezone(&Utc)),
         None => {
-            w.error(v.span(), format!("invalid `start_date` \"{text}\": write 2026-01-01 or 2026-01-01T00:00:00"));
+            w.error(
+                v.span(),
+                format!("invalid `start_date` \"{text}\": write 2026-01-01 or 2026-01-01T00:00:00"),
+            );
             None
         }
     }
@@ -309,7 +353,10 @@ impl Overrides {
 fn read_retry(w: &mut Walker<'_>, t: &DeTable<'_>, section: &str, base: &Overrides) -> Overrides {
     let non_zero = |w: &mut Walker<'_>, key: &str, d: Option<At<Duration>>| match d {
         Some((d, span)) if d.is_zero() => {
-            w.error(span, format!("`{key}` in {section} must be longer than zero"));
+            w.error(
+                span,
+                format!("`{key}` in {section} must be longer than zero"),
+            );
             None
         }
         other => other.map(|d| d.0),
@@ -327,13 +374,21 @@ fn read_retry(w: &mut Walker<'_>, t: &DeTable<'_>, section: &str, base: &Overrid
     .or(base)
 }
 
-fn read_tasks(w: &mut Walker<'_>, doc: &DeTable<'_>, registry: &Registry, defaults: &Overrides) -> Vec<TaskSpec> {
+fn read_tasks(
+    w: &mut Walker<'_>,
+    doc: &DeTable<'_>,
+    registry: &Registry,
+    defaults: &Overrides,
+) -> Vec<TaskSpec> {
     let Some(value) = doc.get("task") else {
         w.error(0..0, "the DAG has no tasks: add at least one [[task]]");
         return Vec::new();
     };
     let Some(items) = value.get_ref().as_array() else {
-        w.error(value.span(), "`task` must be an array of tables: write each one as [[task]]");
+        w.error(
+            value.span(),
+            "`task` must be an array of tables: write each one as [[task]]",
+        );
         return Vec::new();
     };
 
@@ -363,7 +418,13 @@ fn read_tasks(w: &mut Walker<'_>, doc: &DeTable<'_>, registry: &Registry, defaul
         let depends_on = w.strings(t, "depends_on", &section).unwrap_or_default();
         let trigger_rule = match w.string(t, "trigger_rule", &section) {
             Some((name, span)) => TriggerRule::parse(&name).unwrap_or_else(|| {
-                w.error(span, format!("unknown trigger_rule \"{name}\" in {section} (expected one of: {})", TriggerRule::NAMES.join(", ")));
+                w.error(
+                    span,
+                    format!(
+                        "unknown trigger_rule \"{name}\" in {section} (expected one of: {})",
+                        TriggerRule::NAMES.join(", ")
+                    ),
+                );
                 TriggerRule::default()
             }),
             None => TriggerRule::default(),
@@ -371,7 +432,13 @@ fn read_tasks(w: &mut Walker<'_>, doc: &DeTable<'_>, registry: &Registry, defaul
         let params_value = t.get("params");
         let params = match params_value {
             Some(v) if !v.get_ref().is_table() => {
-                w.error(v.span(), format!("`params` in {section} must be a table, found {}", v.get_ref().type_str()));
+                w.error(
+                    v.span(),
+                    format!(
+                        "`params` in {section} must be a table, found {}",
+                        v.get_ref().type_str()
+                    ),
+                );
                 serde_json::Value::Object(Default::default())
             }
             Some(v) => to_json(v.get_ref()),
@@ -380,15 +447,29 @@ fn read_tasks(w: &mut Walker<'_>, doc: &DeTable<'_>, registry: &Registry, defaul
         let overrides = read_retry(w, t, &section, defaults);
 
         if let Some((kind, span)) = &kind {
-            check_params(w, registry, kind, span.clone(), &section, &params, params_value);
+            check_params(
+                w,
+                registry,
+                kind,
+                span.clone(),
+                &section,
+                &params,
+                params_value,
+            );
         }
         let Some((id, span)) = id else { continue };
         if !is_valid_id(&id) {
-            w.error(span.clone(), format!("invalid task id \"{id}\": use letters, digits, `_`, `-` and `.`"));
+            w.error(
+                span.clone(),
+                format!("invalid task id \"{id}\": use letters, digits, `_`, `-` and `.`"),
+            );
         }
         if let Some(&first) = first_seen.get(&id) {
             let line = Diagnostic::at(w.file, w.src, id_spans[first].clone(), "").line;
-            w.error(span, format!("duplicate task id `{id}` (first defined on line {line})"));
+            w.error(
+                span,
+                format!("duplicate task id `{id}` (first defined on line {line})"),
+            );
             continue;
         }
         first_seen.insert(id.clone(), tasks.len());
@@ -421,17 +502,30 @@ fn check_params(
     match registry.build(kind, params) {
         None => {
             let known: Vec<&str> = registry.kinds().collect();
-            w.error(kind_span, format!("unknown task kind \"{kind}\" in {section} (known kinds: {})", known.join(", ")));
+            w.error(
+                kind_span,
+                format!(
+                    "unknown task kind \"{kind}\" in {section} (known kinds: {})",
+                    known.join(", ")
+                ),
+            );
         }
         Some(Ok(_)) => {}
         Some(Err(e)) => {
             let span = match params_value {
                 Some(v) => {
                     // serde names the table of an unknown field, not the field: find its key.
-                    let unknown = e.message.strip_prefix("unknown field `").and_then(|r| r.split('`').next());
+                    let unknown = e
+                        .message
+                        .strip_prefix("unknown field `")
+                        .and_then(|r| r.split('`').next());
                     let at = span_of_path(v, &e.path);
                     let table = e.path.iter().try_fold(v, |here, seg| {
-                        here.get_ref().as_table()?.iter().find(|(k, _)| k.get_ref() == seg).map(|(_, v)| v)
+                        here.get_ref()
+                            .as_table()?
+                            .iter()
+                            .find(|(k, _)| k.get_ref() == seg)
+                            .map(|(_, v)| v)
                     });
                     match (unknown, table.and_then(|t| t.get_ref().as_table())) {
                         (Some(name), Some(t)) => key_span(t, name).unwrap_or(at),
@@ -456,7 +550,13 @@ fn check_dependencies(
         let mut seen = Vec::new();
         for (dep, span) in deps {
             if seen.contains(dep) {
-                w.error(span.clone(), format!("task `{}` lists `{dep}` twice in depends_on", tasks[down].id));
+                w.error(
+                    span.clone(),
+                    format!(
+                        "task `{}` lists `{dep}` twice in depends_on",
+                        tasks[down].id
+                    ),
+                );
                 continue;
             }
             seen.push(dep.clone());
@@ -465,7 +565,10 @@ fn check_dependencies(
                     w.error(span.clone(), format!("task `{dep}` depends on itself"));
                 }
                 Some(&up) => edges.push((up, down)),
-                None => w.error(span.clone(), format!("task `{}` depends on unknown task `{dep}`", tasks[down].id)),
+                None => w.error(
+                    span.clone(),
+                    format!("task `{}` depends on unknown task `{dep}`", tasks[down].id),
+                ),
             }
         }
     }

@@ -102,7 +102,10 @@ impl Dag {
 
     /// Tasks that no other task depends on; they decide a run's final state.
     pub fn is_leaf(&self, id: &str) -> bool {
-        !self.tasks.iter().any(|t| t.depends_on.iter().any(|d| d == id))
+        !self
+            .tasks
+            .iter()
+            .any(|t| t.depends_on.iter().any(|d| d == id))
     }
 }
 

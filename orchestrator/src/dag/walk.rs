@@ -75,7 +75,9 @@ impl<'a> Walker<'a> {
     }
 
     pub fn string(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<String>> {
-        self.typed(table, key, section, "a string", |v| v.as_str().map(String::from))
+        self.typed(table, key, section, "a string", |v| {
+            v.as_str().map(String::from)
+        })
     }
 
     pub fn boolean(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<bool>> {
@@ -85,19 +87,28 @@ impl<'a> Walker<'a> {
     /// A non-negative integer that fits in `u32`.
     pub fn count(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<u32>> {
         let (n, span) = self.typed(table, key, section, "an integer", |v| {
-            v.as_integer().map(|i| i64::from_str_radix(i.as_str(), i.radix()).ok())
+            v.as_integer()
+                .map(|i| i64::from_str_radix(i.as_str(), i.radix()).ok())
         })?;
         match n.and_then(|n| u32::try_from(n).ok()) {
             Some(n) => Some((n, span)),
             None => {
-                self.error(span, format!("`{key}` in {section} must be between 0 and {}", u32::MAX));
+                self.error(
+                    span,
+                    format!("`{key}` in {section} must be between 0 and {}", u32::MAX),
+                );
                 None
             }
         }
     }
 
     /// An array of strings, each with its own span.
-    pub fn strings(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<Vec<At<String>>> {
+    pub fn strings(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        section: &str,
+    ) -> Option<Vec<At<String>>> {
         let value = table.get(key)?;
         let Some(items) = value.get_ref().as_array() else {
             self.error(
@@ -126,7 +137,12 @@ impl<'a> Walker<'a> {
     }
 
     /// A duration written as people write them: "30s", "5m", "1h 30m".
-    pub fn duration(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<Duration>> {
+    pub fn duration(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        section: &str,
+    ) -> Option<At<Duration>> {
         let (text, span) = self.string(table, key, section)?;
         match humantime::parse_duration(&text) {
             Ok(d) => Some((d, span)),

@@ -46,7 +46,9 @@ pub async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> Result<()>
         .await?
         .rows_affected();
     if updated == 0 {
-        return Err(Error::NotFound(format!("no DAG `{dag_id}` in the state store (has a scheduler loaded its file?)")));
+        return Err(Error::NotFound(format!(
+            "no DAG `{dag_id}` in the state store (has a scheduler loaded its file?)"
+        )));
     }
     Ok(())
 }

@@ -84,7 +84,9 @@ pub async fn create(
     .bind(conf)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(run_id) = run_id else { return Ok(None) };
+    let Some(run_id) = run_id else {
+        return Ok(None);
+    };
 
     let n = dag.tasks.len();
     let (mut ids, mut kinds, mut params, mut upstream, mut leaf) = (
@@ -137,16 +139,24 @@ pub async fn create(
 /// Creates a manual run now with `conf` and wakes the scheduler to start it.
 /// Its logical date is now (or `logical_date`); its data interval is the latest
 /// complete interval of the schedule, or the empty `[now, now)` for manual DAGs.
-pub async fn trigger(pool: &PgPool, dag: &Dag, conf: Value, logical_date: Option<DateTime<Utc>>) -> Result<i64> {
+pub async fn trigger(
+    pool: &PgPool,
+    dag: &Dag,
+    conf: Value,
+    logical_date: Option<DateTime<Utc>>,
+) -> Result<i64> {
     if !conf.is_object() {
         return Err(Error::Invalid("conf must be a JSON object".into()));
     }
     let now = Utc::now().trunc_subsecs(6);
     let logical_date = logical_date.unwrap_or(now);
-    let interval = dag.schedule.latest_complete(logical_date).unwrap_or(Interval {
-        start: logical_date,
-        end: logical_date,
-    });
+    let interval = dag
+        .schedule
+        .latest_complete(logical_date)
+        .unwrap_or(Interval {
+            start: logical_date,
+            end: logical_date,
+        });
     let mut tx = pool.begin().await?;
     super::dags::upsert(&mut *tx, dag).await?;
     let created = create(&mut tx, dag, logical_date, interval, RunType::Manual, &conf).await?;
@@ -171,23 +181,44 @@ pub struct Backfill {
 }
 
 /// Creates backfill runs for every interval whose start lies in `[from, to)`.
-pub async fn backfill(pool: &PgPool, dag: &Dag, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Backfill> {
+pub async fn backfill(
+    pool: &PgPool,
+    dag: &Dag,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Backfill> {
     if dag.schedule.is_manual() {
-        return Err(Error::Invalid(format!("DAG `{}` has no schedule, so it has no intervals to backfill", dag.id)));
+        return Err(Error::Invalid(format!(
+            "DAG `{}` has no schedule, so it has no intervals to backfill",
+            dag.id
+        )));
     }
     if from >= to {
-        return Err(Error::Invalid(format!("--from ({from}) must be before --to ({to})")));
+        return Err(Error::Invalid(format!(
+            "--from ({from}) must be before --to ({to})"
+        )));
     }
     const LIMIT: usize = 100_000;
     let intervals = dag.schedule.intervals_starting_between(from, to, LIMIT + 1);
     if intervals.len() > LIMIT {
-        return Err(Error::Invalid(format!("the range holds more than {LIMIT} intervals; backfill it in parts")));
+        return Err(Error::Invalid(format!(
+            "the range holds more than {LIMIT} intervals; backfill it in parts"
+        )));
     }
     let mut out = Backfill::default();
     let mut tx = pool.begin().await?;
     super::dags::upsert(&mut *tx, dag).await?;
     for interval in intervals {
-        match create(&mut tx, dag, interval.start, interval, RunType::Backfill, &Value::Object(Default::default())).await? {
+        match create(
+            &mut tx,
+            dag,
+            interval.start,
+            interval,
+            RunType::Backfill,
+            &Value::Object(Default::default()),
+        )
+        .await?
+        {
             Some(id) => out.created.push(id),
             None => out.existing += 1,
         }
@@ -221,11 +252,12 @@ pub async fn start_queued(pool: &PgPool) -> Result<usize> {
         if paused {
             continue;
         }
-        let running: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'running'")
-                .bind(&dag_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'running'",
+        )
+        .bind(&dag_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let room = (max_active as i64 - running).max(0);
         let runs: Vec<i64> = sqlx::query_scalar(
             "UPDATE setlist.dag_runs SET state = 'running', started_at = clock_timestamp()

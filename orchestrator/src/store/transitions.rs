@@ -38,7 +38,11 @@ struct Waiting {
 /// Decides the waiting tasks of a run (all of them, or the downstream of `changed`)
 /// by their trigger rules, following upstream_failed and skipped tasks down the graph.
 /// Returns whether any task was queued. The caller holds the run's lock.
-pub async fn evaluate(conn: &mut PgConnection, run_id: i64, changed: Option<Vec<String>>) -> Result<bool> {
+pub async fn evaluate(
+    conn: &mut PgConnection,
+    run_id: i64,
+    changed: Option<Vec<String>>,
+) -> Result<bool> {
     let mut changed = changed;
     let mut queued_any = false;
     loop {
@@ -184,7 +188,8 @@ pub async fn finish_attempt(
     .bind(error)
     .execute(&mut *tx)
     .await?;
-    let owns = ti.state == "running" && ti.worker_id == Some(worker_id) && ti.try_number == try_number;
+    let owns =
+        ti.state == "running" && ti.worker_id == Some(worker_id) && ti.try_number == try_number;
     if !owns {
         tx.commit().await?;
         return Ok(Finished::Superseded);
@@ -231,15 +236,24 @@ pub async fn finish_attempt(
 
 /// Clears task instances of a run so they run again: the named tasks, and with
 /// `downstream` everything below them. The run becomes running again.
-pub async fn clear(pool: &PgPool, run_id: i64, task_ids: &[String], downstream: bool) -> Result<Vec<String>> {
+pub async fn clear(
+    pool: &PgPool,
+    run_id: i64,
+    task_ids: &[String],
+    downstream: bool,
+) -> Result<Vec<String>> {
     let mut tx = pool.begin().await?;
     let run_state = lock_run(&mut tx, run_id).await?;
-    let rows: Vec<(String, Vec<String>, String)> =
-        sqlx::query_as("SELECT task_id, upstream, state FROM setlist.task_instances WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_all(&mut *tx)
-            .await?;
-    let states: HashMap<&str, &str> = rows.iter().map(|(t, _, s)| (t.as_str(), s.as_str())).collect();
+    let rows: Vec<(String, Vec<String>, String)> = sqlx::query_as(
+        "SELECT task_id, upstream, state FROM setlist.task_instances WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let states: HashMap<&str, &str> = rows
+        .iter()
+        .map(|(t, _, s)| (t.as_str(), s.as_str()))
+        .collect();
     let mut selected: BTreeSet<String> = BTreeSet::new();
     for id in task_ids {
         if !states.contains_key(id.as_str()) {
@@ -261,7 +275,9 @@ pub async fn clear(pool: &PgPool, run_id: i64, task_ids: &[String], downstream: 
         }
     }
     if let Some(busy) = selected.iter().find(|t| states[t.as_str()] == "running") {
-        return Err(Error::Conflict(format!("task `{busy}` of run {run_id} is running; cancel it first")));
+        return Err(Error::Conflict(format!(
+            "task `{busy}` of run {run_id} is running; cancel it first"
+        )));
     }
     let selected: Vec<String> = selected.into_iter().collect();
     sqlx::query(
@@ -297,9 +313,12 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
             .bind(task_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let (ti_id, state) = row.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
+    let (ti_id, state) =
+        row.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
     if state != "running" {
-        return Err(Error::Conflict(format!("task `{task_id}` of run {run_id} is {state}, not running")));
+        return Err(Error::Conflict(format!(
+            "task `{task_id}` of run {run_id} is {state}, not running"
+        )));
     }
     sqlx::query("UPDATE setlist.task_instances SET cancel_requested = true WHERE id = $1")
         .bind(ti_id)
@@ -334,9 +353,9 @@ pub async fn finalize_finished_runs(pool: &PgPool) -> Result<usize> {
 
 /// The earliest time a retry becomes due, for workers to sleep until.
 pub async fn next_retry_at(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    Ok(
-        sqlx::query_scalar("SELECT min(retry_at) FROM setlist.task_instances WHERE state = 'up_for_retry'")
-            .fetch_one(pool)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT min(retry_at) FROM setlist.task_instances WHERE state = 'up_for_retry'",
     )
+    .fetch_one(pool)
+    .await?)
 }

@@ -73,8 +73,19 @@ pub async fn reap_lost(pool: &PgPool, timeout: Duration) -> Result<usize> {
     }
     let mut reaped = 0;
     for (ti_id, run_id, try_number, worker) in orphans {
-        let reason = format!("worker {worker} was lost (no heartbeat for {}s)", timeout.as_secs_f64());
-        finish_attempt(pool, run_id, ti_id, try_number, worker, Outcome::Failed(reason)).await?;
+        let reason = format!(
+            "worker {worker} was lost (no heartbeat for {}s)",
+            timeout.as_secs_f64()
+        );
+        finish_attempt(
+            pool,
+            run_id,
+            ti_id,
+            try_number,
+            worker,
+            Outcome::Failed(reason),
+        )
+        .await?;
         reaped += 1;
     }
     Ok(reaped)

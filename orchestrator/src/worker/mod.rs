@@ -1,0 +1,326 @@
+//! Workers claim ready task instances with `FOR UPDATE SKIP LOCKED`, wake on
+//! LISTEN/NOTIFY, run them with a timeout and a cancellation token, and heartbeat.
+//! [`Worker::try_execute_one`] is one claim-and-run step for deterministic tests.
+
+mod log_writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{FromRow, PgPool};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::registry::Registry;
+use crate::store::transitions::{self, Finished, Outcome};
+use crate::store::{CANCEL_CHANNEL, WORK_CHANNEL, workers};
+use crate::task::TaskContext;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Task instances run at once.
+    pub concurrency: usize,
+    pub heartbeat_interval: Duration,
+    /// After a timeout or a cancel, how long a task gets to stop before it is dropped.
+    pub cancel_grace: Duration,
+    /// The longest a worker sleeps without a notification (a safety net only).
+    pub max_idle: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            heartbeat_interval: Duration::from_secs(5),
+            cancel_grace: Duration::from_secs(5),
+            max_idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A claimed task instance with everything needed to run it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub ti_id: i64,
+    pub attempt_id: i64,
+    pub run_id: i64,
+    pub task_id: String,
+    pub kind: String,
+    pub params: Value,
+    pub upstream: Vec<String>,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub timeout_ms: Option<i64>,
+    pub cancel_requested: bool,
+    pub dag_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub conf: Value,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub run_id: i64,
+    pub task_id: String,
+    pub try_number: i32,
+    pub result: Finished,
+}
+
+pub struct Worker {
+    id: Uuid,
+    pool: PgPool,
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// Registers a new worker in the state store.
+    pub async fn register(
+        pool: PgPool,
+        registry: Arc<Registry>,
+        config: WorkerConfig,
+    ) -> Result<Self> {
+        let id = Uuid::new_v4();
+        workers::register(&pool, id, config.concurrency).await?;
+        Ok(Self {
+            id,
+            pool,
+            registry,
+            config,
+        })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Claims the next ready task instance, if any.
+    pub async fn claim(&self) -> Result<Option<Claimed>> {
+        Ok(sqlx::query_as(include_str!("../queries/claim.sql"))
+            .bind(self.id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Claims one task instance and runs it to the end. `None` when nothing is ready.
+    pub async fn try_execute_one(&self) -> Result<Option<Executed>> {
+        match self.claim().await? {
+            Some(claimed) => Ok(Some(self.execute(claimed, CancellationToken::new()).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs a claimed attempt and records its end.
+    pub async fn execute(&self, c: Claimed, cancel: CancellationToken) -> Result<Executed> {
+        let outcome = self.attempt(&c, cancel).await?;
+        if let Outcome::Failed(e) | Outcome::FailedFinal(e) = &outcome {
+            tracing::info!(dag = %c.dag_id, run = c.run_id, task = %c.task_id, try_number = c.try_number, error = %e, "Task attempt failed.");
+        }
+        let result = transitions::finish_attempt(
+            &self.pool,
+            c.run_id,
+            c.ti_id,
+            c.try_number,
+            self.id,
+            outcome,
+        )
+        .await?;
+        Ok(Executed {
+            run_id: c.run_id,
+            task_id: c.task_id,
+            try_number: c.try_number,
+            result,
+        })
+    }
+
+    async fn attempt(&self, c: &Claimed, cancel: CancellationToken) -> Result<Outcome> {
+        let task = match self.registry.build(&c.kind, &c.params) {
+            Some(Ok(task)) => task,
+            Some(Err(e)) => return Ok(Outcome::FailedFinal(format!("invalid params: {e}"))),
+            None => {
+                return Ok(Outcome::FailedFinal(format!(
+                    "this worker has no task kind \"{}\"",
+                    c.kind
+                )));
+            }
+        };
+        if c.cancel_requested {
+            return Ok(Outcome::FailedFinal("cancelled before it started".into()));
+        }
+        let upstream_outputs: BTreeMap<String, Value> = if c.upstream.is_empty() {
+            BTreeMap::new()
+        } else {
+            sqlx::query_as::<_, (String, Value)>(
+                "SELECT task_id, output FROM setlist.task_instances
+                 WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL",
+            )
+            .bind(c.run_id)
+            .bind(&c.upstream)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let (log, writer) = log_writer::spawn(self.pool.clone(), c.attempt_id);
+        let ctx = TaskContext {
+            dag_id: c.dag_id.clone(),
+            run_id: c.run_id,
+            task_id: c.task_id.clone(),
+            logical_date: c.logical_date,
+            data_interval_start: c.data_interval_start,
+            data_interval_end: c.data_interval_end,
+            try_number: c.try_number,
+            params: c.params.clone(),
+            conf: c.conf.clone(),
+            upstream_outputs,
+            log,
+            cancel: cancel.clone(),
+        };
+        let timeout = c.timeout_ms.map(|ms| Duration::from_millis(ms as u64));
+        let outcome = self.race(task.as_ref(), &ctx, timeout, c.ti_id).await?;
+        if let Outcome::Failed(e) | Outcome::FailedFinal(e) = &outcome {
+            ctx.log
+                .info(format!("Attempt {} failed: {e}", c.try_number));
+        }
+        drop(ctx);
+        let _ = writer.await;
+        Ok(outcome)
+    }
+
+    /// Runs the task against its timeout and its cancellation token.
+    async fn race(
+        &self,
+        task: &dyn crate::task::Task,
+        ctx: &TaskContext,
+        timeout: Option<Duration>,
+        ti_id: i64,
+    ) -> Result<Outcome> {
+        let cancel = &ctx.cancel;
+        let run = task.run(ctx);
+        tokio::pin!(run);
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stop_reason = tokio::select! {
+            result = &mut run => Err(result),
+            _ = deadline => Ok(format!("timed out after {}", humantime::format_duration(timeout.unwrap_or_default()))),
+            _ = cancel.cancelled() => Ok("cancelled".to_string()),
+        };
+        let outcome = match stop_reason {
+            Err(Ok(output)) => Outcome::Success(output),
+            Err(Err(e)) => Outcome::Failed(format!("{e:#}")),
+            Ok(reason) => {
+                // Ask the task to stop and give it a moment to clean up.
+                ctx.cancel.cancel();
+                let _ = tokio::time::timeout(self.config.cancel_grace, &mut run).await;
+                let is_timeout = reason.starts_with("timed out");
+                let cancelled_by_person: bool = !is_timeout
+                    && sqlx::query_scalar(
+                        "SELECT cancel_requested FROM setlist.task_instances WHERE id = $1",
+                    )
+                    .bind(ti_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                if cancelled_by_person {
+                    Outcome::FailedFinal("cancelled by request".into())
+                } else {
+                    Outcome::Failed(reason)
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Runs until `shutdown`, up to `concurrency` task instances at a time. On
+    /// shutdown running tasks are cancelled (and retried where tries remain).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([WORK_CHANNEL, CANCEL_CHANNEL]).await?;
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        let mut running: HashMap<i64, CancellationToken> = HashMap::new();
+        let mut tasks: JoinSet<(i64, Result<Executed>)> = JoinSet::new();
+        tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "Worker started.");
+        loop {
+            let mut claimed_any = false;
+            while running.len() < self.config.concurrency && !shutdown.is_cancelled() {
+                match self.claim().await {
+                    Ok(Some(c)) => {
+                        claimed_any = true;
+                        let token = shutdown.child_token();
+                        running.insert(c.ti_id, token.clone());
+                        let me = Arc::clone(&self);
+                        let ti_id = c.ti_id;
+                        tasks.spawn(async move { (ti_id, me.execute(c, token).await) });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Claim failed; retrying shortly.");
+                        break;
+                    }
+                }
+            }
+            let idle = if claimed_any || running.len() >= self.config.concurrency {
+                self.config.max_idle
+            } else {
+                self.until_next_retry().await
+            };
+            tokio::select! {
+                _ = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+                n = listener.recv() => match n {
+                    Ok(n) if n.channel() == CANCEL_CHANNEL => {
+                        if let Some(token) = n.payload().parse().ok().and_then(|id: i64| running.get(&id)) {
+                            token.cancel();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "Lost the notification connection; reconnecting."),
+                },
+                Some(done) = tasks.join_next() => {
+                    let (ti_id, result) = done?;
+                    running.remove(&ti_id);
+                    if let Err(e) = result {
+                        tracing::error!(ti_id, error = %e, "Could not record a task's end; the reaper will retry it.");
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    match workers::heartbeat(&self.pool, self.id).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(worker = %self.id, "This worker had been given up as lost; its earlier work was retried elsewhere."),
+                        Err(e) => tracing::warn!(error = %e, "Heartbeat failed."),
+                    }
+                }
+                _ = tokio::time::sleep(idle) => {}
+            }
+            if shutdown.is_cancelled() && running.is_empty() {
+                break;
+            }
+        }
+        workers::deregister(&self.pool, self.id).await?;
+        tracing::info!(worker = %self.id, "Worker stopped.");
+        Ok(())
+    }
+
+    /// How long to sleep before the earliest due retry, at most `max_idle`.
+    async fn until_next_retry(&self) -> Duration {
+        match transitions::next_retry_at(&self.pool).await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(self.config.max_idle),
+            Ok(None) => self.config.max_idle,
+            Err(_) => Duration::from_secs(1),
+        }
+    }
+}
