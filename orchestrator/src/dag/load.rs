@@ -148,6 +148,7 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
     if dag_table.is_none() {
         w.error(0..0, "missing [dag] table (with at least `id`)");
     }
+    w.errors.sort_by_key(|d| (d.line, d.column));
     match (header, w.errors.is_empty()) {
         (Some(Some(h)), true) => Ok(Dag {
             id: h.id,
@@ -402,13 +403,13 @@ fn read_tasks(
             w.error(item.span(), format!("{section} must be a table"));
             continue;
         };
-        w.reject_unknown_keys(t, TASK_KEYS, &section);
         let id = w.string(t, "id", &section);
-        let kind = w.string(t, "kind", &section);
         let section = match &id {
             Some((id, _)) => format!("task `{id}`"),
             None => section,
         };
+        w.reject_unknown_keys(t, TASK_KEYS, &section);
+        let kind = w.string(t, "kind", &section);
         if id.is_none() && !t.contains_key("id") {
             w.error(item.span(), format!("missing `id` in {section}"));
         }

@@ -95,7 +95,7 @@ impl<'a> Walker<'a> {
             None => {
                 self.error(
                     span,
-                    format!("`{key}` in {section} must be between 0 and {}", u32::MAX),
+                    format!("`{key}` in {section} must be a whole number from 0 to {}", u32::MAX),
                 );
                 None
             }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every check and test: formatting, clippy, and the
+# whole workspace's tests against real servers. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+eval "$(scripts/postgres.sh)"
+export DATABASE_URL SETLIST_TEST_DATABASE_URL
+
+# Each test makes its own database named setlist_t_*; drop the ones earlier runs left.
+psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |
+    while read -r db; do psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --locked 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log"

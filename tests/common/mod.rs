@@ -1,0 +1,100 @@
+//! What the integration tests share: a fresh PostgreSQL database per test, DAGs
+//! from text, and a worker driven step by step.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use orchestrator::dag::parse_dag;
+use orchestrator::store;
+use orchestrator::worker::{Executed, Worker, WorkerConfig};
+use orchestrator::{Dag, Registry};
+use sqlx::PgPool;
+
+/// A database of its own for one test, with the schema migrated.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+}
+
+pub fn admin_url() -> String {
+    std::env::var("SETLIST_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let admin = admin_url();
+        let admin_pool = PgPool::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL does not answer at {admin}: {e}\nStart it with: scripts/postgres.sh")
+        });
+        let name = format!("setlist_t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin_pool)
+            .await
+            .expect("create the test database");
+        admin_pool.close().await;
+        let base = admin.rsplit_once('/').expect("a URL with a database").0;
+        let url = format!("{base}/{name}");
+        let pool = store::connect(&url, 20).await.expect("connect to the test database");
+        store::migrate(&pool).await.expect("migrate");
+        Self { pool, url }
+    }
+}
+
+pub fn registry() -> Arc<Registry> {
+    Arc::new(tasks::registry())
+}
+
+/// A DAG from TOML text; panics with every problem if it does not validate.
+pub fn dag(toml: &str) -> Dag {
+    parse_dag(Path::new("test.toml"), toml, &registry()).unwrap_or_else(|errors| {
+        panic!("test DAG is invalid:\n{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+    })
+}
+
+pub async fn worker(db: &TestDb) -> Worker {
+    Worker::register(db.pool.clone(), registry(), WorkerConfig::default())
+        .await
+        .expect("register a worker")
+}
+
+/// Runs task instances one by one until none is ready.
+pub async fn drain(worker: &Worker) -> Vec<Executed> {
+    let mut done = Vec::new();
+    while let Some(e) = worker.try_execute_one().await.expect("a worker step") {
+        done.push(e);
+    }
+    done
+}
+
+/// `task_id -> state` for a run.
+pub async fn states(pool: &PgPool, run_id: i64) -> std::collections::BTreeMap<String, String> {
+    sqlx::query_as::<_, (String, String)>("SELECT task_id, state FROM setlist.task_instances WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+pub async fn run_state(pool: &PgPool, run_id: i64) -> String {
+    sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Starts queued runs the way the scheduler does.
+pub async fn start_runs(pool: &PgPool) -> usize {
+    store::runs::start_queued(pool).await.unwrap()
+}
+
+/// Triggers a manual run of `dag` and starts it.
+pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
+    let id = store::runs::trigger(&db.pool, dag, serde_json::json!({}), None).await.unwrap();
+    start_runs(&db.pool).await;
+    id
+}
