@@ -1,0 +1,304 @@
+//! Running tasks on a real PostgreSQL: retries and backoff, timeouts, trigger rules,
+//! upstream_failed propagation, clearing and cancelling.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDb, dag, drain, run_state, states, trigger, worker};
+use orchestrator::store::transitions;
+use orchestrator::worker::Executed;
+use orchestrator::store::transitions::Finished;
+
+#[tokio::test]
+async fn a_chain_runs_in_order_and_passes_outputs_downstream() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "chain"
+        [[task]]
+        id = "first"
+        kind = "shell"
+        params = { command = "echo one; echo two" }
+        [[task]]
+        id = "second"
+        kind = "noop"
+        depends_on = ["first"]
+    "#);
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    let done: Vec<String> = drain(&w).await.into_iter().map(|e| e.task_id).collect();
+    assert_eq!(done, ["first", "second"]);
+    assert_eq!(run_state(&db.pool, run).await, "success");
+    let output: serde_json::Value = sqlx::query_scalar(
+        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = 'first'",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(output, serde_json::json!({ "exit_code": 0, "last_line": "two" }));
+    let log: Vec<String> = sqlx::query_scalar(
+        "SELECT l.line FROM setlist.attempt_logs l JOIN setlist.attempts a ON a.id = l.attempt_id
+         JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1 AND t.task_id = 'first' ORDER BY seq",
+    )
+    .bind(run)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(log, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "retries"
+        [[task]]
+        id = "flaky"
+        kind = "shell"
+        params = { command = "echo trying >&2; exit 3" }
+        retries = 2
+        retry_delay = "1s"
+        retry_backoff = true
+        max_retry_delay = "10s"
+    "#);
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    let first = w.try_execute_one().await.unwrap().unwrap();
+    assert_eq!(first.result, Finished::State("up_for_retry".into()));
+    // Not due yet: the worker finds nothing to do.
+    assert!(w.try_execute_one().await.unwrap().is_none());
+    // The retry times are scheduled 1 s, then 2 s after each failure.
+    let (retry_at, ended): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "SELECT t.retry_at, a.ended_at FROM setlist.task_instances t JOIN setlist.attempts a ON a.ti_id = t.id
+         WHERE t.run_id = $1 AND a.try_number = 1",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let gap = (retry_at - ended).num_milliseconds();
+    assert!((950..=1100).contains(&gap), "first retry {gap} ms after the failure");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = w.try_execute_one().await.unwrap().unwrap();
+    assert_eq!((second.try_number, second.result), (2, Finished::State("up_for_retry".into())));
+    let gap: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM t.retry_at - a.ended_at)::float8 FROM setlist.task_instances t
+         JOIN setlist.attempts a ON a.ti_id = t.id WHERE t.run_id = $1 AND a.try_number = 2",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!((1.95..=2.1).contains(&gap), "second retry {gap} s after the failure");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let third = w.try_execute_one().await.unwrap().unwrap();
+    assert_eq!((third.try_number, third.result), (3, Finished::State("failed".into())));
+    assert_eq!(run_state(&db.pool, run).await, "failed");
+    let errors: Vec<String> = sqlx::query_scalar(
+        "SELECT a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id
+         WHERE t.run_id = $1 ORDER BY a.try_number",
+    )
+    .bind(run)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(errors, vec!["command exited with code 3"; 3]);
+}
+
+#[tokio::test]
+async fn a_timeout_stops_the_task_and_its_processes() {
+    let db = TestDb::new().await;
+    let marker = std::env::temp_dir().join(format!("setlist-timeout-{}", uuid::Uuid::new_v4().simple()));
+    let d = dag(&format!(
+        r#"
+        [dag]
+        id = "timeout"
+        [[task]]
+        id = "slow"
+        kind = "shell"
+        timeout = "1s"
+        params = {{ command = "sleep 3; touch {}" }}
+        "#,
+        marker.display()
+    ));
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    let done = w.try_execute_one().await.unwrap().unwrap();
+    assert_eq!(done.result, Finished::State("failed".into()));
+    let error: String = sqlx::query_scalar(
+        "SELECT a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(error, "timed out after 1s");
+    // The killed process group never reaches its `touch`.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!marker.exists(), "the command kept running after its timeout");
+}
+
+const RULES: &str = r#"
+    [dag]
+    id = "rules"
+    [[task]]
+    id = "ok"
+    kind = "noop"
+    [[task]]
+    id = "boom"
+    kind = "shell"
+    params = { command = "exit 1" }
+    [[task]]
+    id = "needs_both"
+    kind = "noop"
+    depends_on = ["ok", "boom"]
+    [[task]]
+    id = "after_needs_both"
+    kind = "noop"
+    depends_on = ["needs_both"]
+    [[task]]
+    id = "cleanup"
+    kind = "noop"
+    depends_on = ["ok", "boom"]
+    trigger_rule = "all_done"
+    [[task]]
+    id = "alert"
+    kind = "noop"
+    depends_on = ["ok", "boom"]
+    trigger_rule = "one_failed"
+    [[task]]
+    id = "only_on_failure_of_ok"
+    kind = "noop"
+    depends_on = ["ok"]
+    trigger_rule = "one_failed"
+    [[task]]
+    id = "after_skipped"
+    kind = "noop"
+    depends_on = ["only_on_failure_of_ok"]
+"#;
+
+#[tokio::test]
+async fn trigger_rules_and_upstream_failed_propagation() {
+    let db = TestDb::new().await;
+    let run = trigger(&db, &dag(RULES)).await;
+    drain(&worker(&db).await).await;
+    let got = states(&db.pool, run).await;
+    let expect = [
+        ("ok", "success"),
+        ("boom", "failed"),
+        ("needs_both", "upstream_failed"),
+        ("after_needs_both", "upstream_failed"),
+        ("cleanup", "success"),
+        ("alert", "success"),
+        ("only_on_failure_of_ok", "skipped"),
+        ("after_skipped", "skipped"),
+    ];
+    for (task, state) in expect {
+        assert_eq!(got[task], state, "state of {task}");
+    }
+    // A leaf ended upstream_failed, so the run failed.
+    assert_eq!(run_state(&db.pool, run).await, "failed");
+}
+
+#[tokio::test]
+async fn clearing_a_task_reruns_it_and_its_downstream_only() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "clear"
+        [[task]]
+        id = "a"
+        kind = "noop"
+        [[task]]
+        id = "b"
+        kind = "noop"
+        depends_on = ["a"]
+        [[task]]
+        id = "c"
+        kind = "noop"
+        depends_on = ["b"]
+        [[task]]
+        id = "side"
+        kind = "noop"
+        depends_on = ["a"]
+    "#);
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    assert_eq!(drain(&w).await.len(), 4);
+    assert_eq!(run_state(&db.pool, run).await, "success");
+
+    let cleared = transitions::clear(&db.pool, run, &["b".to_string()], true).await.unwrap();
+    assert_eq!(cleared, ["b", "c"]);
+    assert_eq!(run_state(&db.pool, run).await, "running");
+    let rerun: Vec<(String, i32)> = drain(&w).await.into_iter().map(|e: Executed| (e.task_id, e.try_number)).collect();
+    assert_eq!(rerun, [("b".to_string(), 2), ("c".to_string(), 2)]);
+    assert_eq!(run_state(&db.pool, run).await, "success");
+
+    // Without --downstream only the task itself runs again.
+    transitions::clear(&db.pool, run, &["a".to_string()], false).await.unwrap();
+    let rerun: Vec<String> = drain(&w).await.into_iter().map(|e| e.task_id).collect();
+    assert_eq!(rerun, ["a"]);
+}
+
+#[tokio::test]
+async fn clearing_rejects_unknown_and_running_tasks() {
+    let db = TestDb::new().await;
+    let d = dag("[dag]\nid = \"c\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\n");
+    let run = trigger(&db, &d).await;
+    let err = transitions::clear(&db.pool, run, &["nope".to_string()], false).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("run {run} has no task `nope`"));
+    let w = worker(&db).await;
+    let _claimed = w.claim().await.unwrap().unwrap();
+    let err = transitions::clear(&db.pool, run, &["a".to_string()], false).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("task `a` of run {run} is running; cancel it first"));
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_fails_it_without_a_retry() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "cancel"
+        [[task]]
+        id = "long"
+        kind = "shell"
+        retries = 3
+        retry_delay = "1s"
+        params = { command = "sleep 30" }
+    "#);
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    let claimed = w.claim().await.unwrap().unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let pool = db.pool.clone();
+    let t = token.clone();
+    // What the worker's LISTEN loop does on a cancel notification.
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        transitions::request_cancel(&pool, run, "long").await.unwrap();
+        t.cancel();
+    });
+    let done = w.execute(claimed, token).await.unwrap();
+    canceller.await.unwrap();
+    assert_eq!(done.result, Finished::State("failed".into()));
+    assert_eq!(run_state(&db.pool, run).await, "failed");
+    let err = transitions::request_cancel(&db.pool, run, "long").await.unwrap_err();
+    assert_eq!(err.to_string(), format!("task `long` of run {run} is failed, not running"));
+}
+
+#[tokio::test]
+async fn a_worker_without_the_kind_fails_the_task_for_good() {
+    let db = TestDb::new().await;
+    let d = dag("[dag]\nid = \"k\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\nretries = 3\n");
+    let run = trigger(&db, &d).await;
+    sqlx::query("UPDATE setlist.task_instances SET kind = 'gone' WHERE run_id = $1")
+        .bind(run)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let done = worker(&db).await.try_execute_one().await.unwrap().unwrap();
+    assert_eq!(done.result, Finished::State("failed".into()));
+}
