@@ -14,9 +14,15 @@ const BROKEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dags/broken");
 fn every_broken_file_reports_exactly_its_expected_messages() {
     let registry = common::registry();
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(BROKEN).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(BROKEN)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    for path in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
+    for path in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+    {
         let dir = tempfile_dir();
         std::fs::copy(path, dir.join(path.file_name().unwrap())).unwrap();
         let bag = load_dir(&dir, &registry);
@@ -38,11 +44,26 @@ fn every_broken_file_reports_exactly_its_expected_messages() {
 fn a_broken_file_does_not_stop_the_others_from_loading() {
     let registry = common::registry();
     let dir = tempfile_dir();
-    std::fs::copy(Path::new(BROKEN).join("cycle.toml"), dir.join("a_cycle.toml")).unwrap();
-    std::fs::copy(Path::new(BROKEN).join("syntax.toml"), dir.join("b_syntax.toml")).unwrap();
-    std::fs::write(dir.join("c_good.toml"), "[dag]\nid = \"good\"\n[[task]]\nid = \"t\"\nkind = \"noop\"\n").unwrap();
+    std::fs::copy(
+        Path::new(BROKEN).join("cycle.toml"),
+        dir.join("a_cycle.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(BROKEN).join("syntax.toml"),
+        dir.join("b_syntax.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c_good.toml"),
+        "[dag]\nid = \"good\"\n[[task]]\nid = \"t\"\nkind = \"noop\"\n",
+    )
+    .unwrap();
     let bag = load_dir(&dir, &registry);
-    assert_eq!(bag.dags.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert_eq!(
+        bag.dags.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["good"]
+    );
     assert_eq!(bag.errors.len(), 2);
 }
 
@@ -56,7 +77,11 @@ fn the_same_dag_id_in_two_files_is_reported_on_the_second() {
     assert_eq!(bag.dags.len(), 1);
     assert_eq!(
         bag.errors[0].to_string(),
-        format!("{}/two.toml:1:1: DAG id `twice` is already defined in {}/one.toml", dir.display(), dir.display())
+        format!(
+            "{}/two.toml:1:1: DAG id `twice` is already defined in {}/one.toml",
+            dir.display(),
+            dir.display()
+        )
     );
 }
 
@@ -68,24 +93,42 @@ fn validate_prints_every_problem_and_exits_non_zero() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cycle.toml:7:15: dependency cycle: a -> b -> c -> a"), "{stderr}");
-    assert!(stderr.contains("bad_timezone.toml:4:12: unknown timezone"), "{stderr}");
+    assert!(
+        stderr.contains("cycle.toml:7:15: dependency cycle: a -> b -> c -> a"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad_timezone.toml:4:12: unknown timezone"),
+        "{stderr}"
+    );
     let total: usize = std::fs::read_dir(BROKEN)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "expected"))
         .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
         .sum();
-    assert!(stderr.contains(&format!("{total} problem(s) found.")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{total} problem(s) found.")),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn the_shipped_example_dags_validate() {
     let out = Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(["dags", "validate", "--dags-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/dags")])
+        .args([
+            "dags",
+            "validate",
+            "--dags-dir",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/dags"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

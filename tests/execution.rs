@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{TestDb, dag, drain, run_state, states, trigger, worker};
 use orchestrator::store::transitions;
-use orchestrator::worker::Executed;
 use orchestrator::store::transitions::Finished;
+use orchestrator::worker::Executed;
 
 #[tokio::test]
 async fn a_chain_runs_in_order_and_passes_outputs_downstream() {
@@ -37,7 +37,10 @@ async fn a_chain_runs_in_order_and_passes_outputs_downstream() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert_eq!(output, serde_json::json!({ "exit_code": 0, "last_line": "two" }));
+    assert_eq!(
+        output,
+        serde_json::json!({ "exit_code": 0, "last_line": "two" })
+    );
     let log: Vec<String> = sqlx::query_scalar(
         "SELECT l.line FROM setlist.attempt_logs l JOIN setlist.attempts a ON a.id = l.attempt_id
          JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1 AND t.task_id = 'first' ORDER BY seq",
@@ -80,10 +83,16 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
     .await
     .unwrap();
     let gap = (retry_at - ended).num_milliseconds();
-    assert!((950..=1100).contains(&gap), "first retry {gap} ms after the failure");
+    assert!(
+        (950..=1100).contains(&gap),
+        "first retry {gap} ms after the failure"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = w.try_execute_one().await.unwrap().unwrap();
-    assert_eq!((second.try_number, second.result), (2, Finished::State("up_for_retry".into())));
+    assert_eq!(
+        (second.try_number, second.result),
+        (2, Finished::State("up_for_retry".into()))
+    );
     let gap: f64 = sqlx::query_scalar(
         "SELECT extract(epoch FROM t.retry_at - a.ended_at)::float8 FROM setlist.task_instances t
          JOIN setlist.attempts a ON a.ti_id = t.id WHERE t.run_id = $1 AND a.try_number = 2",
@@ -92,10 +101,16 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert!((1.95..=2.1).contains(&gap), "second retry {gap} s after the failure");
+    assert!(
+        (1.95..=2.1).contains(&gap),
+        "second retry {gap} s after the failure"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let third = w.try_execute_one().await.unwrap().unwrap();
-    assert_eq!((third.try_number, third.result), (3, Finished::State("failed".into())));
+    assert_eq!(
+        (third.try_number, third.result),
+        (3, Finished::State("failed".into()))
+    );
     assert_eq!(run_state(&db.pool, run).await, "failed");
     let errors: Vec<String> = sqlx::query_scalar(
         "SELECT a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id
@@ -111,7 +126,8 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
 #[tokio::test]
 async fn a_timeout_stops_the_task_and_its_processes() {
     let db = TestDb::new().await;
-    let marker = std::env::temp_dir().join(format!("setlist-timeout-{}", uuid::Uuid::new_v4().simple()));
+    let marker =
+        std::env::temp_dir().join(format!("setlist-timeout-{}", uuid::Uuid::new_v4().simple()));
     let d = dag(&format!(
         r#"
         [dag]
@@ -138,7 +154,10 @@ async fn a_timeout_stops_the_task_and_its_processes() {
     assert_eq!(error, "timed out after 1s");
     // The killed process group never reaches its `touch`.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!marker.exists(), "the command kept running after its timeout");
+    assert!(
+        !marker.exists(),
+        "the command kept running after its timeout"
+    );
 }
 
 const RULES: &str = r#"
@@ -230,15 +249,23 @@ async fn clearing_a_task_reruns_it_and_its_downstream_only() {
     assert_eq!(drain(&w).await.len(), 4);
     assert_eq!(run_state(&db.pool, run).await, "success");
 
-    let cleared = transitions::clear(&db.pool, run, &["b".to_string()], true).await.unwrap();
+    let cleared = transitions::clear(&db.pool, run, &["b".to_string()], true)
+        .await
+        .unwrap();
     assert_eq!(cleared, ["b", "c"]);
     assert_eq!(run_state(&db.pool, run).await, "running");
-    let rerun: Vec<(String, i32)> = drain(&w).await.into_iter().map(|e: Executed| (e.task_id, e.try_number)).collect();
+    let rerun: Vec<(String, i32)> = drain(&w)
+        .await
+        .into_iter()
+        .map(|e: Executed| (e.task_id, e.try_number))
+        .collect();
     assert_eq!(rerun, [("b".to_string(), 2), ("c".to_string(), 2)]);
     assert_eq!(run_state(&db.pool, run).await, "success");
 
     // Without --downstream only the task itself runs again.
-    transitions::clear(&db.pool, run, &["a".to_string()], false).await.unwrap();
+    transitions::clear(&db.pool, run, &["a".to_string()], false)
+        .await
+        .unwrap();
     let rerun: Vec<String> = drain(&w).await.into_iter().map(|e| e.task_id).collect();
     assert_eq!(rerun, ["a"]);
 }
@@ -248,12 +275,19 @@ async fn clearing_rejects_unknown_and_running_tasks() {
     let db = TestDb::new().await;
     let d = dag("[dag]\nid = \"c\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\n");
     let run = trigger(&db, &d).await;
-    let err = transitions::clear(&db.pool, run, &["nope".to_string()], false).await.unwrap_err();
+    let err = transitions::clear(&db.pool, run, &["nope".to_string()], false)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), format!("run {run} has no task `nope`"));
     let w = worker(&db).await;
     let _claimed = w.claim().await.unwrap().unwrap();
-    let err = transitions::clear(&db.pool, run, &["a".to_string()], false).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("task `a` of run {run} is running; cancel it first"));
+    let err = transitions::clear(&db.pool, run, &["a".to_string()], false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("task `a` of run {run} is running; cancel it first")
+    );
 }
 
 #[tokio::test]
@@ -278,15 +312,22 @@ async fn cancelling_a_running_task_fails_it_without_a_retry() {
     // What the worker's LISTEN loop does on a cancel notification.
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        transitions::request_cancel(&pool, run, "long").await.unwrap();
+        transitions::request_cancel(&pool, run, "long")
+            .await
+            .unwrap();
         t.cancel();
     });
     let done = w.execute(claimed, token).await.unwrap();
     canceller.await.unwrap();
     assert_eq!(done.result, Finished::State("failed".into()));
     assert_eq!(run_state(&db.pool, run).await, "failed");
-    let err = transitions::request_cancel(&db.pool, run, "long").await.unwrap_err();
-    assert_eq!(err.to_string(), format!("task `long` of run {run} is failed, not running"));
+    let err = transitions::request_cancel(&db.pool, run, "long")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("task `long` of run {run} is failed, not running")
+    );
 }
 
 #[tokio::test]

@@ -59,11 +59,20 @@ async fn catchup_creates_every_missed_interval_exactly_once() {
     assert_eq!(out.runs_created, 5);
     let got = intervals(&db, "hourly").await;
     let expected: Vec<_> = (0..5)
-        .map(|h| (utc(2026, 1, 1, h, 0), utc(2026, 1, 1, h + 1, 0), "scheduled".to_string()))
+        .map(|h| {
+            (
+                utc(2026, 1, 1, h, 0),
+                utc(2026, 1, 1, h + 1, 0),
+                "scheduled".to_string(),
+            )
+        })
         .collect();
     assert_eq!(got, expected);
     // The same instant again creates nothing; the next hour creates one.
-    assert_eq!(s.tick(utc(2026, 1, 1, 5, 30)).await.unwrap().runs_created, 0);
+    assert_eq!(
+        s.tick(utc(2026, 1, 1, 5, 30)).await.unwrap().runs_created,
+        0
+    );
     assert_eq!(s.tick(utc(2026, 1, 1, 6, 0)).await.unwrap().runs_created, 1);
 }
 
@@ -74,11 +83,18 @@ async fn without_catchup_only_the_latest_interval_runs() {
     s.tick(utc(2026, 1, 1, 5, 30)).await.unwrap();
     assert_eq!(
         intervals(&db, "hourly").await,
-        [(utc(2026, 1, 1, 4, 0), utc(2026, 1, 1, 5, 0), "scheduled".to_string())]
+        [(
+            utc(2026, 1, 1, 4, 0),
+            utc(2026, 1, 1, 5, 0),
+            "scheduled".to_string()
+        )]
     );
     // Hours later, the gap is skipped again.
     s.tick(utc(2026, 1, 1, 9, 10)).await.unwrap();
-    assert_eq!(intervals(&db, "hourly").await.last().unwrap().0, utc(2026, 1, 1, 8, 0));
+    assert_eq!(
+        intervals(&db, "hourly").await.last().unwrap().0,
+        utc(2026, 1, 1, 8, 0)
+    );
 }
 
 #[tokio::test]
@@ -103,7 +119,11 @@ async fn a_local_daily_schedule_follows_the_wall_clock_across_a_dst_change() {
     )
     .await;
     s.tick(utc(2026, 3, 31, 12, 0)).await.unwrap();
-    let got: Vec<_> = intervals(&db, "berlin").await.into_iter().map(|i| (i.0, i.1)).collect();
+    let got: Vec<_> = intervals(&db, "berlin")
+        .await
+        .into_iter()
+        .map(|i| (i.0, i.1))
+        .collect();
     assert_eq!(
         got,
         [
@@ -120,21 +140,43 @@ async fn a_local_daily_schedule_follows_the_wall_clock_across_a_dst_change() {
 async fn backfill_creates_the_intervals_in_range_and_skips_existing_ones() {
     let db = TestDb::new().await;
     let d = dag(&hourly(false, 16));
-    let first = runs::backfill(&db.pool, &d, utc(2026, 2, 1, 0, 0), utc(2026, 2, 1, 3, 0)).await.unwrap();
+    let first = runs::backfill(&db.pool, &d, utc(2026, 2, 1, 0, 0), utc(2026, 2, 1, 3, 0))
+        .await
+        .unwrap();
     assert_eq!((first.created.len(), first.existing), (3, 0));
-    let again = runs::backfill(&db.pool, &d, utc(2026, 2, 1, 2, 0), utc(2026, 2, 1, 4, 30)).await.unwrap();
+    let again = runs::backfill(&db.pool, &d, utc(2026, 2, 1, 2, 0), utc(2026, 2, 1, 4, 30))
+        .await
+        .unwrap();
     assert_eq!((again.created.len(), again.existing), (2, 1));
     let got = intervals(&db, "hourly").await;
     let expected: Vec<_> = (0..5)
-        .map(|h| (utc(2026, 2, 1, h, 0), utc(2026, 2, 1, h + 1, 0), "backfill".to_string()))
+        .map(|h| {
+            (
+                utc(2026, 2, 1, h, 0),
+                utc(2026, 2, 1, h + 1, 0),
+                "backfill".to_string(),
+            )
+        })
         .collect();
     assert_eq!(got, expected);
 
-    let err = runs::backfill(&db.pool, &d, utc(2026, 2, 2, 0, 0), utc(2026, 2, 1, 0, 0)).await.unwrap_err();
+    let err = runs::backfill(&db.pool, &d, utc(2026, 2, 2, 0, 0), utc(2026, 2, 1, 0, 0))
+        .await
+        .unwrap_err();
     assert!(err.to_string().starts_with("--from"), "{err}");
     let manual = dag("[dag]\nid = \"m\"\n[[task]]\nid = \"t\"\nkind = \"noop\"\n");
-    let err = runs::backfill(&db.pool, &manual, utc(2026, 1, 1, 0, 0), utc(2026, 1, 2, 0, 0)).await.unwrap_err();
-    assert_eq!(err.to_string(), "DAG `m` has no schedule, so it has no intervals to backfill");
+    let err = runs::backfill(
+        &db.pool,
+        &manual,
+        utc(2026, 1, 1, 0, 0),
+        utc(2026, 1, 2, 0, 0),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DAG `m` has no schedule, so it has no intervals to backfill"
+    );
 }
 
 #[tokio::test]
@@ -149,10 +191,11 @@ async fn max_active_runs_holds_and_the_next_runs_start_as_others_end() {
     drain(&w).await;
     assert_eq!(s.tick(utc(2026, 1, 1, 5, 0)).await.unwrap().runs_started, 1);
     drain(&w).await;
-    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM setlist.dag_runs ORDER BY logical_date")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM setlist.dag_runs ORDER BY logical_date")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(states, vec!["success"; 5]);
 }
 
@@ -185,11 +228,15 @@ async fn two_schedulers_at_once_create_each_run_exactly_once() {
         started += x.runs_started + y.runs_started;
     }
     assert_eq!(created, 48);
-    assert_eq!(started, 3, "max_active_runs = 3 holds across both schedulers");
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT logical_date) FROM setlist.dag_runs")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        started, 3,
+        "max_active_runs = 3 holds across both schedulers"
+    );
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT logical_date) FROM setlist.dag_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(distinct, 48);
 }
 
@@ -198,13 +245,22 @@ async fn a_manual_trigger_carries_conf_and_a_second_at_the_same_date_conflicts()
     let db = TestDb::new().await;
     let d = dag(&hourly(false, 16));
     let at = utc(2026, 3, 1, 10, 15);
-    let run = runs::trigger(&db.pool, &d, serde_json::json!({"region": "EU"}), Some(at)).await.unwrap();
+    let run = runs::trigger(&db.pool, &d, serde_json::json!({"region": "EU"}), Some(at))
+        .await
+        .unwrap();
     let (row, tasks) = runs::get(&db.pool, run).await.unwrap();
     assert_eq!(row.conf, serde_json::json!({"region": "EU"}));
-    assert_eq!((row.data_interval_start, row.data_interval_end), (utc(2026, 3, 1, 9, 0), utc(2026, 3, 1, 10, 0)));
+    assert_eq!(
+        (row.data_interval_start, row.data_interval_end),
+        (utc(2026, 3, 1, 9, 0), utc(2026, 3, 1, 10, 0))
+    );
     assert_eq!(tasks.len(), 1);
-    let err = runs::trigger(&db.pool, &d, serde_json::json!({}), Some(at)).await.unwrap_err();
+    let err = runs::trigger(&db.pool, &d, serde_json::json!({}), Some(at))
+        .await
+        .unwrap_err();
     assert!(matches!(err, orchestrator::Error::Conflict(_)), "{err}");
-    let err = runs::trigger(&db.pool, &d, serde_json::json!([1]), None).await.unwrap_err();
+    let err = runs::trigger(&db.pool, &d, serde_json::json!([1]), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "conf must be a JSON object");
 }

@@ -36,7 +36,9 @@ impl TestDb {
         admin_pool.close().await;
         let base = admin.rsplit_once('/').expect("a URL with a database").0;
         let url = format!("{base}/{name}");
-        let pool = store::connect(&url, 20).await.expect("connect to the test database");
+        let pool = store::connect(&url, 20)
+            .await
+            .expect("connect to the test database");
         store::migrate(&pool).await.expect("migrate");
         Self { pool, url }
     }
@@ -49,7 +51,14 @@ pub fn registry() -> Arc<Registry> {
 /// A DAG from TOML text; panics with every problem if it does not validate.
 pub fn dag(toml: &str) -> Dag {
     parse_dag(Path::new("test.toml"), toml, &registry()).unwrap_or_else(|errors| {
-        panic!("test DAG is invalid:\n{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "test DAG is invalid:\n{}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     })
 }
 
@@ -70,13 +79,15 @@ pub async fn drain(worker: &Worker) -> Vec<Executed> {
 
 /// `task_id -> state` for a run.
 pub async fn states(pool: &PgPool, run_id: i64) -> std::collections::BTreeMap<String, String> {
-    sqlx::query_as::<_, (String, String)>("SELECT task_id, state FROM setlist.task_instances WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT task_id, state FROM setlist.task_instances WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
 }
 
 pub async fn run_state(pool: &PgPool, run_id: i64) -> String {
@@ -94,7 +105,9 @@ pub async fn start_runs(pool: &PgPool) -> usize {
 
 /// Triggers a manual run of `dag` and starts it.
 pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
-    let id = store::runs::trigger(&db.pool, dag, serde_json::json!({}), None).await.unwrap();
+    let id = store::runs::trigger(&db.pool, dag, serde_json::json!({}), None)
+        .await
+        .unwrap();
     start_runs(&db.pool).await;
     id
 }

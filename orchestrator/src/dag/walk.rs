@@ -95,7 +95,10 @@ impl<'a> Walker<'a> {
             None => {
                 self.error(
                     span,
-                    format!("`{key}` in {section} must be a whole number from 0 to {}", u32::MAX),
+                    format!(
+                        "`{key}` in {section} must be a whole number from 0 to {}",
+                        u32::MAX
+                    ),
                 );
                 None
             }
