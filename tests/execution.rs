@@ -343,3 +343,41 @@ async fn a_worker_without_the_kind_fails_the_task_for_good() {
     let done = worker(&db).await.try_execute_one().await.unwrap().unwrap();
     assert_eq!(done.result, Finished::State("failed".into()));
 }
+
+#[tokio::test]
+async fn clearing_a_failed_task_with_its_downstream_lets_the_run_succeed() {
+    let db = TestDb::new().await;
+    let marker =
+        std::env::temp_dir().join(format!("setlist-clear-{}", uuid::Uuid::new_v4().simple()));
+    let d = dag(&format!(
+        r#"
+        [dag]
+        id = "fix_and_clear"
+        [[task]]
+        id = "ok"
+        kind = "noop"
+        [[task]]
+        id = "needs_file"
+        kind = "shell"
+        params = {{ command = "test -f {}" }}
+        [[task]]
+        id = "join"
+        kind = "noop"
+        depends_on = ["ok", "needs_file"]
+        "#,
+        marker.display()
+    ));
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    drain(&w).await;
+    assert_eq!(states(&db.pool, run).await["join"], "upstream_failed");
+    assert_eq!(run_state(&db.pool, run).await, "failed");
+
+    std::fs::write(&marker, "").unwrap();
+    transitions::clear(&db.pool, run, &["needs_file".to_string()], true)
+        .await
+        .unwrap();
+    let rerun: Vec<String> = drain(&w).await.into_iter().map(|e| e.task_id).collect();
+    assert_eq!(rerun, ["needs_file", "join"]);
+    assert_eq!(run_state(&db.pool, run).await, "success");
+}

@@ -271,7 +271,7 @@ pub async fn start_queued(pool: &PgPool) -> Result<usize> {
         .await?;
         let mut queued_any = false;
         for run_id in &runs {
-            queued_any |= transitions::evaluate(&mut tx, *run_id, None).await?;
+            queued_any |= transitions::evaluate(&mut tx, *run_id).await?;
         }
         if queued_any {
             notify(&mut tx, WORK_CHANNEL, "").await?;

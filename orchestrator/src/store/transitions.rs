@@ -28,17 +28,68 @@ struct Waiting {
     id: i64,
     task_id: String,
     trigger_rule: String,
-    total: i64,
-    success: i64,
-    failed: i64,
-    upstream_failed: i64,
-    skipped: i64,
+    total: i32,
+    up_success: i32,
+    up_failed: i32,
+    up_upstream_failed: i32,
+    up_skipped: i32,
+}
+
+/// The counter column a terminal state bumps on the downstream tasks.
+fn counter_column(state: &str) -> Option<&'static str> {
+    match state {
+        "success" => Some("up_success"),
+        "failed" => Some("up_failed"),
+        "upstream_failed" => Some("up_upstream_failed"),
+        "skipped" => Some("up_skipped"),
+        _ => None,
+    }
+}
+
+/// Records that `tasks` ended in `state` on their downstream tasks' counters.
+async fn bump_downstream(
+    conn: &mut PgConnection,
+    run_id: i64,
+    tasks: &[String],
+    state: &str,
+) -> Result<()> {
+    let Some(column) = counter_column(state) else {
+        return Ok(());
+    };
+    sqlx::query(&format!(
+        "UPDATE setlist.task_instances
+         SET {column} = {column} + (SELECT count(*) FROM unnest(upstream) u WHERE u = ANY ($2))
+         WHERE run_id = $1 AND upstream && $2"
+    ))
+    .bind(run_id)
+    .bind(tasks)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that `task_id` ended in `state` and decides its downstream tasks.
+/// Returns whether any task was queued. The caller holds the run's lock.
+pub async fn task_ended(
+    conn: &mut PgConnection,
+    run_id: i64,
+    task_id: &str,
+    state: &str,
+) -> Result<bool> {
+    let tasks = vec![task_id.to_string()];
+    bump_downstream(conn, run_id, &tasks, state).await?;
+    decide(conn, run_id, Some(tasks)).await
+}
+
+/// Decides every waiting task of a run (at its start, after a clear).
+pub async fn evaluate(conn: &mut PgConnection, run_id: i64) -> Result<bool> {
+    decide(conn, run_id, None).await
 }
 
 /// Decides the waiting tasks of a run (all of them, or the downstream of `changed`)
-/// by their trigger rules, following upstream_failed and skipped tasks down the graph.
-/// Returns whether any task was queued. The caller holds the run's lock.
-pub async fn evaluate(
+/// by their trigger rules and upstream counters, following upstream_failed and
+/// skipped tasks down the graph. Returns whether any task was queued.
+async fn decide(
     conn: &mut PgConnection,
     run_id: i64,
     changed: Option<Vec<String>>,
@@ -46,20 +97,25 @@ pub async fn evaluate(
     let mut changed = changed;
     let mut queued_any = false;
     loop {
-        let waiting: Vec<Waiting> = sqlx::query_as(include_str!("../queries/evaluate_waiting.sql"))
-            .bind(run_id)
-            .bind(&changed)
-            .fetch_all(&mut *conn)
-            .await?;
+        let waiting: Vec<Waiting> = sqlx::query_as(
+            "SELECT id, task_id, trigger_rule, cardinality(upstream) AS total,
+                    up_success, up_failed, up_upstream_failed, up_skipped
+             FROM setlist.task_instances
+             WHERE run_id = $1 AND state = 'scheduled' AND ($2::text[] IS NULL OR upstream && $2::text[])",
+        )
+        .bind(run_id)
+        .bind(&changed)
+        .fetch_all(&mut *conn)
+        .await?;
         let (mut ready, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         for w in waiting {
             let rule = TriggerRule::parse(&w.trigger_rule).unwrap_or_default();
             let counts = UpstreamCounts {
-                total: w.total,
-                success: w.success,
-                failed: w.failed,
-                upstream_failed: w.upstream_failed,
-                skipped: w.skipped,
+                total: w.total.into(),
+                success: w.up_success.into(),
+                failed: w.up_failed.into(),
+                upstream_failed: w.up_upstream_failed.into(),
+                skipped: w.up_skipped.into(),
             };
             match rule.decide(counts) {
                 Decision::Wait => {}
@@ -84,6 +140,7 @@ pub async fn evaluate(
                 continue;
             }
             let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+            let names: Vec<String> = tasks.into_iter().map(|t| t.1).collect();
             sqlx::query(
                 "UPDATE setlist.task_instances SET state = $2, ended_at = clock_timestamp()
                  WHERE id = ANY ($1)",
@@ -92,7 +149,8 @@ pub async fn evaluate(
             .bind(state)
             .execute(&mut *conn)
             .await?;
-            next.extend(tasks.into_iter().map(|t| t.1));
+            bump_downstream(conn, run_id, &names, state).await?;
+            next.extend(names);
         }
         if next.is_empty() {
             return Ok(queued_any);
@@ -225,7 +283,7 @@ pub async fn finish_attempt(
         // Workers recompute when to wake for the retry.
         notify(&mut tx, WORK_CHANNEL, "").await?;
     } else {
-        if evaluate(&mut tx, run_id, Some(vec![ti.task_id])).await? {
+        if task_ended(&mut tx, run_id, &ti.task_id, state).await? {
             notify(&mut tx, WORK_CHANNEL, "").await?;
         }
         finalize_run(&mut tx, run_id).await?;
@@ -291,12 +349,16 @@ pub async fn clear(
     .bind(&selected)
     .execute(&mut *tx)
     .await?;
+    sqlx::query(include_str!("../queries/recount_upstream.sql"))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
     if run_state != "queued" {
         sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
-        if evaluate(&mut tx, run_id, None).await? {
+        if evaluate(&mut tx, run_id).await? {
             notify(&mut tx, WORK_CHANNEL, "").await?;
         }
     }
