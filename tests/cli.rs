@@ -1,0 +1,140 @@
+//! The `setlist` command end to end: output, errors and exit codes.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TestDb;
+
+const DAGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dags");
+
+fn setlist(db_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args(args)
+        .args(["--dags-dir", DAGS])
+        .env("DATABASE_URL", db_url)
+        .env("SETLIST_LOG", "warn")
+        .output()
+        .expect("run setlist")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn trigger_show_logs_pause_and_backfill() {
+    let db = TestDb::new().await;
+    let o = setlist(
+        &db.url,
+        &["dags", "trigger", "fan_out", "--conf", r#"{"region":"EU"}"#],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "Triggered run 1 of fan_out.\n");
+
+    // Run it with the library's worker, as a `setlist worker` would.
+    common::start_runs(&db.pool).await;
+    common::drain(&common::worker(&db).await).await;
+
+    let (out, _) = text(&setlist(&db.url, &["runs", "show", "1"]));
+    assert!(
+        out.starts_with("run 1 of fan_out (manual, success)"),
+        "{out}"
+    );
+    assert!(out.contains(r#"conf          {"region":"EU"}"#), "{out}");
+    let (out, _) = text(&setlist(&db.url, &["tasks", "logs", "1", "d"]));
+    assert!(
+        out.trim_end()
+            .ends_with(r#"stdout conf is {"region":"EU"}"#),
+        "{out}"
+    );
+
+    let o = setlist(&db.url, &["dags", "pause", "hello"]);
+    assert_eq!(text(&o).0, "hello is paused.\n");
+    let (out, _) = text(&setlist(&db.url, &["dags", "list"]));
+    let hello = out.lines().find(|l| l.starts_with("hello")).unwrap();
+    assert!(hello.contains("true"), "{hello}");
+
+    let o = setlist(
+        &db.url,
+        &[
+            "dags",
+            "backfill",
+            "hello",
+            "--from",
+            "2026-01-01T00:00",
+            "--to",
+            "2026-01-01T00:30",
+            "--no-wait",
+        ],
+    );
+    assert_eq!(
+        text(&o).0,
+        "Created 6 backfill run(s) of hello; 0 interval(s) already had a run.\n"
+    );
+    let (out, _) = text(&setlist(&db.url, &["runs", "list", "--dag", "hello"]));
+    assert_eq!(
+        out.lines().filter(|l| l.contains("backfill")).count(),
+        6,
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
+    let db = TestDb::new().await;
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["dags", "trigger", "fan_out", "--conf", "{oops"],
+            "error: --conf is not valid JSON: key must be a string at line 1 column 2",
+        ),
+        (&["dags", "trigger", "nope"], "error: no DAG `nope` in"),
+        (
+            &[
+                "dags",
+                "backfill",
+                "fan_out",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-02",
+            ],
+            "error: DAG `fan_out` has no schedule",
+        ),
+        (
+            &[
+                "dags",
+                "backfill",
+                "hello",
+                "--from",
+                "yesterday",
+                "--to",
+                "2026-01-02",
+            ],
+            "\"yesterday\" is not a date or time",
+        ),
+        (&["runs", "show", "999"], "error: no run with id 999"),
+        (&["tasks", "clear", "999", "a"], "error: no run with id 999"),
+    ];
+    for (args, expected) in cases {
+        let o = setlist(&db.url, args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let (_, err) = text(&o);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unreachable_state_store_names_the_script_that_starts_it() {
+    let o = setlist("postgres://postgres@127.0.0.1:1/setlist", &["runs", "list"]);
+    assert!(!o.status.success());
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("cannot reach the state store at postgres://postgres@127.0.0.1:1/setlist"),
+        "{err}"
+    );
+    assert!(err.contains("scripts/postgres.sh"), "{err}");
+}
