@@ -1,8 +1,11 @@
 //! Setlist's task kinds. Each kind is a config struct deserialised from a task's
 //! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
+pub mod kafka;
 pub mod noop;
+pub mod play;
 pub mod shell;
+pub mod simulate;
 
 use orchestrator::Registry;
 
@@ -11,6 +14,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
         .register::<noop::Noop>("noop")
-        .register::<shell::Shell>("shell");
+        .register::<shell::Shell>("shell")
+        .register::<simulate::Simulate>("simulate");
     registry
 }

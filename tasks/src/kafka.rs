@@ -1,0 +1,89 @@
+//! Kafka client settings shared by the simulator and the lander.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
+
+/// Where the broker is and any librdkafka property to pass through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Any librdkafka property (`"linger.ms" = "5"`), applied last so it wins.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+pub fn default_brokers() -> String {
+    std::env::var("SETLIST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+pub fn default_topic() -> String {
+    "plays".into()
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: default_brokers(),
+            topic: default_topic(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// A client config with `base` settings, then the pass-through properties.
+    pub fn client(&self, base: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in base {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Creates the topic with `partitions` partitions unless it exists.
+    pub async fn ensure_topic(&self, partitions: i32) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client(&[])
+            .create()
+            .context("Failed to create the Kafka admin client")?;
+        let topic = NewTopic::new(&self.topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics([&topic], &options)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the Kafka broker at {} (start one with scripts/kafka.sh)",
+                    self.brokers
+                )
+            })?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => anyhow::bail!(
+                    "cannot create topic {name} on {}: {code} (is the broker up? scripts/kafka.sh starts one)",
+                    self.brokers
+                ),
+            }
+        }
+        Ok(())
+    }
+}

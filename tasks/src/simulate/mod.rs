@@ -1,0 +1,254 @@
+//! The simulator: seeded play events produced to Kafka at a chosen rate.
+
+pub mod catalog;
+pub mod generator;
+pub mod geography;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator::{ParamError, Task, TaskConfig, TaskContext};
+use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use generator::{Generator, WorldConfig};
+
+use crate::kafka::KafkaConfig;
+
+/// Params of the `simulate` task kind and of `setlist simulate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Simulate {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// Partitions of the topic when it has to be created.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Events per second; absent: as fast as the broker takes them.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Stop after this many events; absent: until stopped.
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "default_listeners")]
+    pub listeners: usize,
+    #[serde(default = "default_artists")]
+    pub artists: usize,
+    /// The first event's time; absent: now.
+    #[serde(default)]
+    pub start: Option<DateTime<Utc>>,
+}
+
+fn default_partitions() -> i32 {
+    6
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_listeners() -> usize {
+    50_000
+}
+fn default_artists() -> usize {
+    2_000
+}
+
+impl Simulate {
+    /// The simulated world this config describes. Without a rate, events are
+    /// stamped 10,000 to the simulated second.
+    pub fn world(&self) -> WorldConfig {
+        WorldConfig {
+            seed: self.seed,
+            artists: self.artists,
+            listeners: self.listeners,
+            start: self.start.unwrap_or_else(Utc::now),
+            events_per_second: self.rate.unwrap_or(10_000.0),
+            ..WorldConfig::default()
+        }
+    }
+}
+
+impl TaskConfig for Simulate {
+    fn validate(&self) -> Result<(), ParamError> {
+        if let Some(rate) = self.rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(ParamError::at(
+                "rate",
+                "must be a positive number of events per second",
+            ));
+        }
+        if self.partitions < 1 {
+            return Err(ParamError::at("partitions", "must be at least 1"));
+        }
+        if self.listeners == 0 || self.artists == 0 {
+            return Err(ParamError::at(
+                "listeners",
+                "listeners and artists must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a simulation produced.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SimulateStats {
+    pub produced: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub first_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Counting {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().expect("not poisoned");
+                if first.is_none() {
+                    tracing::error!(error = %e, "Kafka delivery failed; the event is lost unless retried.");
+                    *first = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Produces events until `count` or `shutdown`, then flushes. `report` is called
+/// about every `report_every` with the running totals.
+pub async fn produce(
+    config: &Simulate,
+    shutdown: CancellationToken,
+    report_every: Duration,
+    report: impl Fn(&SimulateStats, f64) + Send + 'static,
+) -> anyhow::Result<SimulateStats> {
+    config.kafka.ensure_topic(config.partitions).await?;
+    let producer: ThreadedProducer<Counting> = config
+        .kafka
+        .client(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("batch.size", "1000000"),
+            ("queue.buffering.max.messages", "500000"),
+            ("queue.buffering.max.kbytes", "1048576"),
+            ("message.timeout.ms", "600000"),
+        ])
+        .create_with_context(Counting::default())
+        .context("Failed to create the Kafka producer")?;
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut generator = Generator::new(&config.world());
+        let mut payload = Vec::with_capacity(1024);
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        let mut produced: u64 = 0;
+        loop {
+            if shutdown.is_cancelled() || config.count.is_some_and(|c| produced >= c) {
+                break;
+            }
+            if let Some(rate) = config.rate
+                && produced as f64 >= started.elapsed().as_secs_f64() * rate
+            {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let event = generator.next_event();
+            payload.clear();
+            serde_json::to_writer(&mut payload, &event).expect("an event always serialises");
+            let mut record = BaseRecord::to(&config.kafka.topic)
+                .key(event.user_id.as_bytes())
+                .payload(&payload);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => {
+                        return Err(anyhow::anyhow!("Failed to queue an event for Kafka: {e}"));
+                    }
+                }
+            }
+            produced += 1;
+            if last_report.elapsed() >= report_every {
+                last_report = Instant::now();
+                report(
+                    &stats(&producer, produced),
+                    produced as f64 / started.elapsed().as_secs_f64(),
+                );
+            }
+        }
+        // Wait for every queued event's delivery report.
+        producer
+            .flush(Duration::from_secs(120))
+            .context("Kafka did not confirm every event within 120 s of shutdown")?;
+        Ok(stats(&producer, produced))
+    })
+    .await?
+}
+
+fn stats(producer: &ThreadedProducer<Counting>, produced: u64) -> SimulateStats {
+    let ctx = producer.context();
+    SimulateStats {
+        produced,
+        delivered: ctx.delivered.load(Ordering::Relaxed),
+        failed: ctx.failed.load(Ordering::Relaxed),
+        first_error: ctx.first_error.lock().expect("not poisoned").clone(),
+    }
+}
+
+#[async_trait]
+impl Task for Simulate {
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        let log = ctx.log.clone();
+        let stats = produce(
+            self,
+            ctx.cancel.clone(),
+            Duration::from_secs(5),
+            move |s, rate| {
+                log.info(format!(
+                    "Produced {} events ({rate:.0}/s), {} delivered, {} failed.",
+                    s.produced, s.delivered, s.failed
+                ));
+            },
+        )
+        .await?;
+        if stats.failed > 0 {
+            anyhow::bail!(
+                "{} of {} events were not delivered: {}",
+                stats.failed,
+                stats.produced,
+                stats.first_error.unwrap_or_default()
+            );
+        }
+        Ok(serde_json::to_value(stats)?)
+    }
+}
