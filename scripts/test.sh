@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 eval "$(scripts/postgres.sh)"
-export DATABASE_URL SETLIST_TEST_DATABASE_URL
+eval "$(scripts/kafka.sh)"
+eval "$(scripts/s3.sh)"
+export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS
 
 # Each test makes its own database named setlist_t_*; drop the ones earlier runs left.
 psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |

@@ -3,6 +3,7 @@
 mod dags;
 mod runs;
 mod services;
+mod streaming;
 mod time_arg;
 
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ enum Command {
     Worker(services::WorkerArgs),
     /// Runs the scheduler and workers in one process, like `airflow standalone`.
     Standalone(services::StandaloneArgs),
+    /// Produces simulated play events to Kafka.
+    Simulate(streaming::SimulateArgs),
+    /// Lands play events from Kafka in object storage as Parquet, exactly once.
+    Land(streaming::LandArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +86,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scheduler(a) => services::scheduler(&ctx, a).await,
         Command::Worker(a) => services::worker(&ctx, a).await,
         Command::Standalone(a) => services::standalone(&ctx, a).await,
+        Command::Simulate(a) => streaming::simulate(&ctx, a).await,
+        Command::Land(a) => streaming::land(&ctx, a).await,
     }
 }
 

@@ -66,7 +66,7 @@ impl WorkerArgs {
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
+pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {

@@ -56,34 +56,40 @@ impl KafkaConfig {
         c
     }
 
-    /// Creates the topic with `partitions` partitions unless it exists.
+    /// Creates the topic with `partitions` partitions unless it exists. A broker that
+    /// does not answer is retried for about half a minute before giving up.
     pub async fn ensure_topic(&self, partitions: i32) -> anyhow::Result<()> {
+        const ATTEMPTS: u32 = 6;
         let admin: AdminClient<DefaultClientContext> = self
             .client(&[])
             .create()
             .context("Failed to create the Kafka admin client")?;
         let topic = NewTopic::new(&self.topic, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics([&topic], &options)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the Kafka broker at {} (start one with scripts/kafka.sh)",
-                    self.brokers
-                )
-            })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => anyhow::bail!(
-                    "cannot create topic {name} on {}: {code} (is the broker up? scripts/kafka.sh starts one)",
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        let mut attempt = 1;
+        loop {
+            let outcome = match admin.create_topics([&topic], &options).await {
+                Ok(results) => results.into_iter().try_for_each(|r| match r {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+                    Err((_, code)) => Err(code.to_string()),
+                }),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(brokers = %self.brokers, attempt, error = %e, "Kafka broker not ready; retrying.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    attempt += 1;
+                }
+                Err(e) => anyhow::bail!(
+                    "cannot create topic {} on the Kafka broker at {} after {ATTEMPTS} attempts: {e} (start a broker with scripts/kafka.sh)",
+                    self.topic,
                     self.brokers
                 ),
             }
         }
-        Ok(())
     }
 }

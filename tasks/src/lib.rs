@@ -2,10 +2,12 @@
 //! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
 pub mod kafka;
+pub mod land;
 pub mod noop;
 pub mod play;
 pub mod shell;
 pub mod simulate;
+pub mod storage;
 
 use orchestrator::Registry;
 

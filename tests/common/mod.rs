@@ -111,3 +111,4 @@ pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
     start_runs(&db.pool).await;
     id
 }
+pub mod streaming;

@@ -140,15 +140,15 @@ const TIERS: &[(f64, &str)] = &[
     (0.06, "student"),
 ];
 
-fn pick<'t, T>(rng: &mut impl RngExt, table: &'t [(f64, T)]) -> &'t T {
+fn pick<T: Copy>(rng: &mut impl RngExt, table: &[(f64, T)]) -> T {
     let mut x = rng.random::<f64>() * table.iter().map(|t| t.0).sum::<f64>();
     for (w, item) in table {
         if x < *w {
-            return item;
+            return *item;
         }
         x -= w;
     }
-    &table[table.len() - 1].1
+    table[table.len() - 1].1
 }
 
 fn device(rng: &mut impl RngExt) -> Device {
@@ -183,7 +183,7 @@ pub fn listeners(rng: &mut impl RngExt, count: usize) -> Vec<Listener> {
                 user_id: hex_id(rng, "u"),
                 country: ci,
                 city: country.cities[rng.random_range(0..country.cities.len())],
-                subscription: *pick(rng, TIERS),
+                subscription: pick(rng, TIERS),
                 devices,
             });
         }

@@ -1,0 +1,136 @@
+//! `setlist simulate` and `setlist land`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use tasks::kafka::KafkaConfig;
+use tasks::land::{Land, Lander};
+use tasks::simulate::{Simulate, produce};
+
+use super::{Ctx, parse_duration, time_arg};
+
+/// Where the broker is, shared by both commands.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "SETLIST_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    brokers: String,
+    #[arg(long, default_value = "plays")]
+    topic: String,
+    /// Any librdkafka property, repeatable: -X linger.ms=10
+    #[arg(short = 'X', value_parser = parse_property)]
+    property: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("\"{s}\" is not key=value"))
+}
+
+impl KafkaArgs {
+    fn config(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            properties: self.property.iter().cloned().collect::<BTreeMap<_, _>>(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Events per second; without it, as fast as the broker takes them (burst).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many events; without it, run until Ctrl-C.
+    #[arg(long)]
+    count: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    #[arg(long, default_value_t = 50_000)]
+    listeners: usize,
+    #[arg(long, default_value_t = 2_000)]
+    artists: usize,
+    /// The first event's time (default: now).
+    #[arg(long, value_parser = time_arg::parse)]
+    start: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct LandArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Where objects go: a folder, file:///dir, or s3://bucket[/prefix] (AWS_* variables).
+    #[arg(long, env = "SETLIST_STORE_URL", default_value = ".setlist/lake")]
+    store_url: String,
+    #[arg(long, default_value = "setlist-lander")]
+    group_id: String,
+    /// Write a batch at this many events...
+    #[arg(long, default_value_t = 100_000)]
+    max_rows: usize,
+    /// ...or when its first event has waited this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    max_age: Duration,
+}
+
+pub async fn simulate(_ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let config = Simulate {
+        kafka: args.kafka.config(),
+        partitions: args.partitions,
+        rate: args.rate,
+        count: args.count,
+        seed: args.seed,
+        listeners: args.listeners,
+        artists: args.artists,
+        start: args.start,
+    };
+    orchestrator::TaskConfig::validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shutdown = super::services::shutdown_on_signal();
+    let stats = produce(&config, shutdown, Duration::from_secs(5), |s, rate| {
+        eprintln!(
+            "produced {} events ({rate:.0}/s), {} delivered, {} failed",
+            s.produced, s.delivered, s.failed
+        );
+    })
+    .await?;
+    println!(
+        "Produced {} events to {}: {} delivered, {} failed.",
+        stats.produced, config.kafka.topic, stats.delivered, stats.failed
+    );
+    if stats.failed > 0 {
+        eprintln!(
+            "error: first delivery error: {}",
+            stats.first_error.unwrap_or_default()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn land(ctx: &Ctx, args: LandArgs) -> anyhow::Result<ExitCode> {
+    let pool = ctx.pool(4).await?;
+    let config = Land {
+        kafka: args.kafka.config(),
+        group_id: args.group_id,
+        max_rows: args.max_rows,
+        max_age: args.max_age,
+        ..Land::new(args.store_url)
+    };
+    let stats = Lander::new(config, pool)?
+        .run(super::services::shutdown_on_signal())
+        .await?;
+    println!(
+        "Landed {} events in {} objects; {} dead-lettered.",
+        stats.events, stats.objects, stats.dead_letters
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,83 @@
+//! Object storage chosen by URL: a local folder (`file:///abs/dir` or a plain path)
+//! or S3 (`s3://bucket[/prefix]`, with endpoint and credentials from the usual AWS_*
+//! variables, which is how MinIO and SeaweedFS are reached).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+/// A store and the prefix inside it that every key of ours starts with.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub store: Arc<dyn ObjectStore>,
+    pub root: Path,
+    pub url: String,
+}
+
+impl Storage {
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_with(url, &[])
+    }
+
+    /// Like [`Storage::open`], with S3 settings given here rather than in the
+    /// environment (object_store's config keys: `endpoint`, `access_key_id`, ...).
+    pub fn open_with(url: &str, options: &[(&str, &str)]) -> anyhow::Result<Self> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            anyhow::ensure!(!bucket.is_empty(), "the S3 URL {url} names no bucket");
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Ok(endpoint) =
+                std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"))
+            {
+                builder = builder
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_endpoint(endpoint);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
+                builder = builder.with_region("us-east-1");
+            }
+            for (key, value) in options {
+                let key: AmazonS3ConfigKey = key
+                    .parse()
+                    .with_context(|| format!("unknown S3 option {key}"))?;
+                builder = builder.with_config(key, *value);
+            }
+            let store = builder
+                .build()
+                .with_context(|| format!("Failed to configure S3 for {url}"))?;
+            return Ok(Self {
+                store: Arc::new(store),
+                root: Path::from(prefix),
+                url: url.to_string(),
+            });
+        }
+        let dir = url.strip_prefix("file://").unwrap_or(url);
+        anyhow::ensure!(
+            !dir.contains("://"),
+            "unsupported object store URL {url} (use file:///dir or s3://bucket)"
+        );
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create the folder {dir}"))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .with_context(|| format!("Failed to open the folder {dir}"))?;
+        Ok(Self {
+            store: Arc::new(store),
+            root: Path::from(""),
+            url: url.to_string(),
+        })
+    }
+
+    /// The full key of `relative` under this store's prefix.
+    pub fn key(&self, relative: &str) -> Path {
+        if self.root.as_ref().is_empty() {
+            Path::from(relative)
+        } else {
+            Path::from(format!("{}/{relative}", self.root))
+        }
+    }
+}

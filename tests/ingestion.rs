@@ -1,0 +1,365 @@
+//! Simulator -> tansu -> lander -> object storage, on the real servers.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use common::TestDb;
+use common::streaming::{kafka_brokers, objects, rows, s3_options, unique, wait_for_landed};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tasks::kafka::KafkaConfig;
+use tasks::land::{DeadLetter, Land, Lander};
+use tasks::simulate::{Generator, Simulate, produce};
+use tasks::storage::Storage;
+use tokio_util::sync::CancellationToken;
+
+fn simulate(topic: &str, count: u64, seed: u64) -> Simulate {
+    Simulate {
+        kafka: KafkaConfig {
+            brokers: kafka_brokers(),
+            topic: topic.to_string(),
+            properties: BTreeMap::new(),
+        },
+        partitions: 4,
+        rate: None,
+        count: Some(count),
+        seed,
+        listeners: 2_000,
+        artists: 200,
+        start: Some(Utc.with_ymd_and_hms(2026, 5, 1, 17, 0, 0).unwrap()),
+    }
+}
+
+/// The events a simulation produces, as JSON by event_id.
+fn expected(config: &Simulate) -> BTreeMap<String, Value> {
+    let mut g = Generator::new(&config.world());
+    (0..config.count.unwrap())
+        .map(|_| {
+            let v = serde_json::to_value(g.next_event()).unwrap();
+            (v["event_id"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+async fn produce_all(config: &Simulate) {
+    let stats = produce(
+        config,
+        CancellationToken::new(),
+        Duration::from_secs(60),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (stats.produced, stats.delivered, stats.failed),
+        (config.count.unwrap(), config.count.unwrap(), 0)
+    );
+}
+
+fn land_config(topic: &str, store_url: &str) -> Land {
+    Land {
+        kafka: KafkaConfig {
+            brokers: kafka_brokers(),
+            topic: topic.to_string(),
+            properties: BTreeMap::new(),
+        },
+        group_id: unique("lander"),
+        max_rows: 3_000,
+        max_age: Duration::from_millis(500),
+        ..Land::new(store_url)
+    }
+}
+
+/// Lands everything in-process, then checks every field of every event.
+async fn round_trip(store_url: &str, options: Vec<(String, String)>) {
+    let db = TestDb::new().await;
+    let topic = unique("plays");
+    let sim = simulate(&topic, 20_000, 11);
+    produce_all(&sim).await;
+
+    let config = Land {
+        store_options: options.clone(),
+        ..land_config(&topic, store_url)
+    };
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(config, db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &topic, 20_000, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    let stats = lander.await.unwrap().unwrap();
+    assert_eq!((stats.events, stats.dead_letters), (20_000, 0));
+
+    let opts: Vec<(&str, &str)> = options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let storage = Storage::open_with(store_url, &opts).unwrap();
+    let objects = objects(&storage, "raw/plays").await;
+    for (key, _) in &objects {
+        assert!(key.contains("raw/plays/dt=2026-05-01/hr="), "{key}");
+        assert!(key.contains(&format!("/{topic}-")), "{key}");
+    }
+    let landed = rows(&objects);
+    assert_eq!(landed.len(), 20_000);
+    let by_id: BTreeMap<String, Value> = landed
+        .into_iter()
+        .map(|(v, _, _)| (v["event_id"].as_str().unwrap().to_string(), v))
+        .collect();
+    assert_eq!(by_id.len(), 20_000, "every event_id once");
+    let want = expected(&sim);
+    for (id, event) in &want {
+        assert_eq!(by_id.get(id), Some(event), "event {id}");
+    }
+}
+
+#[tokio::test]
+async fn seeded_events_land_in_a_local_folder_field_for_field() {
+    let dir = std::env::temp_dir().join(unique("lake"));
+    round_trip(&format!("file://{}", dir.display()), Vec::new()).await;
+}
+
+#[tokio::test]
+async fn seeded_events_land_in_s3_field_for_field() {
+    let options = s3_options();
+    round_trip(&format!("s3://setlist/{}", unique("test")), options).await;
+}
+
+fn land_process(db: &TestDb, topic: &str, dir: &str, group: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args([
+            "land",
+            "--topic",
+            topic,
+            "--store-url",
+            dir,
+            "--group-id",
+            group,
+            "--max-rows",
+            "700",
+            "--max-age",
+            "300ms",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("SETLIST_KAFKA_BROKERS", kafka_brokers())
+        .env(
+            "SETLIST_LOG",
+            std::env::var("SETLIST_TEST_LAND_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file()))
+        .spawn()
+        .unwrap()
+}
+
+/// The killed landers' logs, appended to one file per test run.
+fn log_file() -> std::fs::File {
+    let path = std::env::temp_dir().join("setlist-test-landers.log");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+async fn landed_rows(db: &TestDb, topic: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(rows), 0)::bigint FROM setlist.raw_objects WHERE topic = $1",
+    )
+    .bind(topic)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_lander_killed_at_several_points_still_lands_every_event_exactly_once() {
+    let db = TestDb::new().await;
+    let topic = unique("plays");
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let group = unique("lander");
+    let sim = simulate(&topic, 30_000, 12);
+    produce_all(&sim).await;
+
+    for fraction in [0.15, 0.4, 0.7] {
+        let mut child = land_process(&db, &topic, &dir, &group);
+        let target = (30_000.0 * fraction) as i64;
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while landed_rows(&db, &topic).await < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lander made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+    }
+    let mut last = land_process(&db, &topic, &dir, &group);
+    wait_for_landed(&db.pool, &topic, 30_000, Duration::from_secs(120)).await;
+    let _ = last.kill();
+    let _ = last.wait();
+
+    let storage = Storage::open(&dir).unwrap();
+    let landed = rows(&objects(&storage, "raw/plays").await);
+    let ids: HashSet<String> = landed
+        .iter()
+        .map(|(v, _, _)| v["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(landed.len(), 30_000, "no event in two objects");
+    assert_eq!(ids, expected(&sim).into_keys().collect());
+    // The ledger's ranges never overlap.
+    let overlaps: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM setlist.raw_objects a JOIN setlist.raw_objects b
+         ON a.topic = b.topic AND a.partition = b.partition AND a.first_offset < b.first_offset
+         AND a.last_offset >= b.first_offset WHERE a.topic = $1",
+    )
+    .bind(&topic)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(overlaps, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_prefix_and_the_rest_lands() {
+    let db = TestDb::new().await;
+    let topic = unique("plays");
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let mut sim = simulate(&topic, 1_000, 13);
+    sim.partitions = 1;
+    produce_all(&sim).await;
+
+    let good = {
+        let mut g = Generator::new(&sim.world());
+        serde_json::to_value(g.next_event()).unwrap()
+    };
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("track_id");
+    let mut wrong_type = good.clone();
+    wrong_type["ms_played"] = Value::from("a lot");
+    let mut negative = good.clone();
+    negative["ms_played"] = Value::from(-5);
+    let oversized = format!("{{\"pad\": \"{}\"}}", "x".repeat(70_000));
+    let poison: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"not json at all".to_vec(),
+            "invalid JSON event: expected ident",
+        ),
+        (
+            serde_json::to_vec(&missing).unwrap(),
+            "missing field `track_id`",
+        ),
+        (
+            serde_json::to_vec(&wrong_type).unwrap(),
+            "invalid type: string \"a lot\", expected i64",
+        ),
+        (
+            serde_json::to_vec(&negative).unwrap(),
+            "ms_played is negative (-5)",
+        ),
+        (
+            oversized.into_bytes(),
+            "oversized: 70011 bytes (limit 65536)",
+        ),
+    ];
+    let producer: FutureProducer = sim
+        .kafka
+        .client(&[("message.max.bytes", "2000000")])
+        .create()
+        .unwrap();
+    for (payload, _) in &poison {
+        producer
+            .send(
+                FutureRecord::to(&topic).key("poison").payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    // More good events after the poison.
+    let mut after = simulate(&topic, 500, 14);
+    after.partitions = 1;
+    produce_all(&after).await;
+
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(land_config(&topic, &dir), db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &topic, 1_505, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    let stats = lander.await.unwrap().unwrap();
+    assert_eq!((stats.events, stats.dead_letters), (1_500, 5));
+
+    let storage = Storage::open(&dir).unwrap();
+    assert_eq!(rows(&objects(&storage, "raw/plays").await).len(), 1_500);
+    let dead: Vec<DeadLetter> = objects(&storage, "dead_letter/plays")
+        .await
+        .iter()
+        .flat_map(|(_, b)| {
+            String::from_utf8(b.to_vec())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(dead.len(), 5);
+    use base64::Engine;
+    for (d, (payload, reason)) in dead.iter().zip(&poison) {
+        assert!(
+            d.reason.contains(reason),
+            "{} does not contain {reason}",
+            d.reason
+        );
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&d.payload_base64)
+                .unwrap(),
+            *payload
+        );
+        assert_eq!(
+            (d.partition, d.offset),
+            (0, 1_000 + dead.iter().position(|x| x == d).unwrap() as i64)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broker_that_is_down_gives_a_clear_error_after_retrying() {
+    let mut sim = simulate("plays", 10, 1);
+    sim.kafka.brokers = "127.0.0.1:1".into();
+    let err = produce(
+        &sim,
+        CancellationToken::new(),
+        Duration::from_secs(60),
+        |_, _| {},
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "cannot create topic plays on the Kafka broker at 127.0.0.1:1 after 6 attempts"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("scripts/kafka.sh"), "{msg}");
+}
