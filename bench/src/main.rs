@@ -1,36 +1,30 @@
 //! Orchestration-overhead benchmarks with `noop` tasks, measured from the state
 //! store's own timestamps. Each run uses a fresh database. Prints markdown rows.
 //!
-//!   cargo run --release -p setlist-bench -- all
+//!   target/release/setlist-bench engine | streaming | <one of them>
 //!
 //! Needs PostgreSQL (scripts/postgres.sh) and the release `setlist` binary for the
 //! multi-process and idle measurements (cargo build --release --bin setlist).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod engine;
+mod streaming;
 
-use anyhow::Context;
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
-use orchestrator::dag::parse_dag;
-use orchestrator::store::{self, runs};
-use orchestrator::worker::{Worker, WorkerConfig};
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-struct Args {
+pub struct Args {
     /// A PostgreSQL URL whose user may create databases.
     #[arg(
         long,
         env = "SETLIST_TEST_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    admin_url: String,
+    pub admin_url: String,
     /// The setlist binary for worker processes and the idle measurement.
     #[arg(long, default_value = "target/release/setlist")]
-    setlist: PathBuf,
+    pub setlist: PathBuf,
     #[command(subcommand)]
     what: What,
 }
@@ -43,8 +37,18 @@ enum What {
     Fanout,
     /// Idle `setlist standalone`: RSS and CPU.
     Idle,
-    /// Everything above.
-    All,
+    /// The event generator alone, on one core.
+    Generator,
+    /// Simulator -> tansu, beside a minimal producer loop (the broker's ceiling).
+    Produce,
+    /// tansu -> lander -> Parquet, on a local folder and on SeaweedFS.
+    Land,
+    /// Lander RSS while events arrive at 100,000/s.
+    LandRss,
+    /// The engine benchmarks (chain, fanout, idle).
+    Engine,
+    /// The streaming benchmarks (generator, produce, land, land-rss).
+    Streaming,
 }
 
 #[tokio::main]
@@ -53,251 +57,26 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | result | target |");
     println!("| --- | --- | --- |");
     let what = args.what;
-    if matches!(what, What::Chain | What::All) {
-        chain(&args).await?;
+    if matches!(what, What::Chain | What::Engine) {
+        engine::chain(&args).await?;
     }
-    if matches!(what, What::Fanout | What::All) {
-        fanout(&args).await?;
+    if matches!(what, What::Fanout | What::Engine) {
+        engine::fanout(&args).await?;
     }
-    if matches!(what, What::Idle | What::All) {
-        idle(&args).await?;
+    if matches!(what, What::Idle | What::Engine) {
+        engine::idle(&args).await?;
     }
-    Ok(())
-}
-
-/// A fresh database with the schema.
-async fn fresh_db(admin_url: &str) -> anyhow::Result<(PgPool, String)> {
-    let admin = PgPool::connect(admin_url).await.with_context(|| {
-        format!("PostgreSQL does not answer at {admin_url}; start it with scripts/postgres.sh")
-    })?;
-    let name = format!("setlist_bench_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin_url.rsplit_once('/').expect("a URL with a database").0
-    );
-    let pool = store::connect(&url, 20).await?;
-    store::migrate(&pool).await?;
-    Ok((pool, url))
-}
-
-fn chain_dag(n: usize) -> String {
-    let mut s = String::from("[dag]\nid = \"chain\"\n");
-    for i in 0..n {
-        s += &format!("[[task]]\nid = \"t{i}\"\nkind = \"noop\"\n");
-        if i > 0 {
-            s += &format!("depends_on = [\"t{}\"]\n", i - 1);
-        }
+    if matches!(what, What::Generator | What::Streaming) {
+        streaming::generator();
     }
-    s
-}
-
-fn fanout_dag(width: usize) -> String {
-    let mut s = String::from("[dag]\nid = \"fanout\"\n[[task]]\nid = \"start\"\nkind = \"noop\"\n");
-    for i in 0..width {
-        s += &format!("[[task]]\nid = \"m{i}\"\nkind = \"noop\"\ndepends_on = [\"start\"]\n");
+    if matches!(what, What::Produce | What::Streaming) {
+        streaming::produce(&args).await?;
     }
-    let all: Vec<String> = (0..width).map(|i| format!("\"m{i}\"")).collect();
-    s += &format!(
-        "[[task]]\nid = \"end\"\nkind = \"noop\"\ndepends_on = [{}]\n",
-        all.join(", ")
-    );
-    s
-}
-
-/// Triggers `dag`, starts it, and waits until it ends; returns (run id, run seconds).
-async fn run_once(pool: &PgPool, dag: &orchestrator::Dag) -> anyhow::Result<(i64, f64)> {
-    let id = runs::trigger(pool, dag, serde_json::json!({}), None).await?;
-    runs::start_queued(pool).await?;
-    loop {
-        let (state, secs): (String, Option<f64>) = sqlx::query_as(
-            "SELECT state, extract(epoch FROM ended_at - started_at)::float8 FROM setlist.dag_runs WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-        match state.as_str() {
-            "success" => return Ok((id, secs.unwrap_or_default())),
-            "failed" => anyhow::bail!("run {id} failed"),
-            _ => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
+    if matches!(what, What::Land | What::Streaming) {
+        streaming::land(&args).await?;
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-async fn chain(args: &Args) -> anyhow::Result<()> {
-    let (pool, _) = fresh_db(&args.admin_url).await?;
-    let registry = Arc::new(tasks::registry());
-    let dag = parse_dag(Path::new("chain.toml"), &chain_dag(40), &registry)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let shutdown = CancellationToken::new();
-    let worker = Arc::new(Worker::register(pool.clone(), registry, WorkerConfig::default()).await?);
-    let handle = tokio::spawn(worker.run(shutdown.clone()));
-    let _ = run_once(&pool, &dag).await?; // warm-up
-    let mut totals = Vec::new();
-    let mut ids = Vec::new();
-    for _ in 0..10 {
-        let (id, secs) = run_once(&pool, &dag).await?;
-        totals.push(secs);
-        ids.push(id);
+    if matches!(what, What::LandRss | What::Streaming) {
+        streaming::land_rss(&args).await?;
     }
-    shutdown.cancel();
-    handle.await??;
-    totals.sort_by(f64::total_cmp);
-    println!(
-        "| (a) chain of 40 noop tasks, 1 worker, run start -> end (10 runs) | median {:.3} s, max {:.3} s | < 0.4 s |",
-        percentile(&totals, 50.0),
-        totals[totals.len() - 1]
-    );
-    let mut hops: Vec<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM d.started_at - u.ended_at)::float8 * 1000
-         FROM setlist.task_instances d
-         JOIN setlist.task_instances u ON u.run_id = d.run_id AND u.task_id = ANY (d.upstream)
-         WHERE d.run_id = ANY ($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&pool)
-    .await?;
-    hops.sort_by(f64::total_cmp);
-    println!(
-        "| (c) task end -> downstream start ({} hops) | p50 {:.2} ms, p95 {:.2} ms | < 5 ms, < 20 ms |",
-        hops.len(),
-        percentile(&hops, 50.0),
-        percentile(&hops, 95.0)
-    );
-    let per_task: Vec<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM ended_at - started_at)::float8 * 1000 FROM setlist.task_instances WHERE run_id = ANY ($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&pool)
-    .await?;
-    let mean = per_task.iter().sum::<f64>() / per_task.len() as f64;
-    println!(
-        "| chain: a noop task's own start -> end (claim to recorded end) | mean {mean:.2} ms | - |"
-    );
-    Ok(())
-}
-
-struct Reaped(Vec<Child>);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_setlist(args: &Args, url: &str, dags: &Path, cmd: &[&str]) -> anyhow::Result<Child> {
-    Command::new(&args.setlist)
-        .args(cmd)
-        .arg("--dags-dir")
-        .arg(dags)
-        .env("DATABASE_URL", url)
-        .env("SETLIST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "start {} (build it: cargo build --release --bin setlist)",
-                args.setlist.display()
-            )
-        })
-}
-
-async fn fanout(args: &Args) -> anyhow::Result<()> {
-    let (pool, url) = fresh_db(&args.admin_url).await?;
-    let registry = Arc::new(tasks::registry());
-    let dag = parse_dag(Path::new("fanout.toml"), &fanout_dag(1000), &registry)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&empty)?;
-    let _workers = Reaped(vec![
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-    ]);
-    let started = Instant::now();
-    loop {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM setlist.workers WHERE state = 'active'")
-                .fetch_one(&pool)
-                .await?;
-        if n == 2 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "workers did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut totals = Vec::new();
-    for _ in 0..3 {
-        let (_, secs) = run_once(&pool, &dag).await?;
-        totals.push(secs);
-    }
-    totals.sort_by(f64::total_cmp);
-    println!(
-        "| (b) fan-out 1 -> 1000 -> 1, 2 worker processes x 8 slots, run start -> end (3 runs) | median {:.3} s, max {:.3} s | < 10 s |",
-        percentile(&totals, 50.0),
-        totals[totals.len() - 1]
-    );
-    Ok(())
-}
-
-/// (RSS kB, CPU ticks) of a process from /proc.
-fn proc_stats(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok((rss, ticks))
-}
-
-async fn idle(args: &Args) -> anyhow::Result<()> {
-    let (_pool, url) = fresh_db(&args.admin_url).await?;
-    let dags = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags");
-    let child = spawn_setlist(args, &url, &dags, &["standalone"])?;
-    let pid = child.id();
-    let _guard = Reaped(vec![child]);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (_, ticks0) = proc_stats(pid)?;
-    let window = Duration::from_secs(30);
-    let mut max_rss = 0;
-    let t0 = Instant::now();
-    while t0.elapsed() < window {
-        max_rss = max_rss.max(proc_stats(pid)?.0);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let (rss, ticks1) = proc_stats(pid)?;
-    let hz = 100.0; // USER_HZ on Linux
-    let cpu = (ticks1 - ticks0) as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
-    println!(
-        "| idle `setlist standalone` (example DAGs, 1 worker x 8), over {} s | RSS {:.1} MB (max {:.1} MB), CPU {:.2} % of a core | < 50 MB, < 1 % |",
-        window.as_secs(),
-        rss as f64 / 1024.0,
-        max_rss as f64 / 1024.0,
-        cpu
-    );
     Ok(())
 }

@@ -58,7 +58,8 @@ pub struct Land {
     /// A batch is written at this many events...
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
-    /// ...or this many message bytes...
+    /// ...or when all open batches together hold this many message bytes (the
+    /// largest is written), which bounds the lander's memory...
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// ...or when its first event has waited this long.
@@ -85,7 +86,7 @@ fn default_max_rows() -> usize {
     100_000
 }
 fn default_max_bytes() -> usize {
-    64 * 1024 * 1024
+    16 * 1024 * 1024
 }
 fn default_max_age() -> Duration {
     Duration::from_secs(5)
@@ -205,6 +206,8 @@ pub struct Lander {
     storage: Storage,
     consumer: StreamConsumer<LanderContext>,
     partitions: HashMap<i32, PartitionState>,
+    /// Message bytes in all open batches.
+    buffered: usize,
     pub stats: LandStats,
 }
 
@@ -225,8 +228,13 @@ impl Lander {
                 ("enable.partition.eof", "false"),
                 ("session.timeout.ms", "10000"),
                 ("statistics.interval.ms", "1000"),
-                ("fetch.max.bytes", "52428800"),
-                ("queued.max.messages.kbytes", "131072"),
+                // Fetch again soon: tansu holds a fetch for its whole wait even when
+                // data is there, and librdkafka backs off a full second by default.
+                ("fetch.wait.max.ms", "10"),
+                ("fetch.queue.backoff.ms", "5"),
+                // Prefetch limits are per partition: keep them small, memory is the budget.
+                ("queued.max.messages.kbytes", "4096"),
+                ("queued.min.messages", "10000"),
             ])
             .create_with_context(LanderContext::default())
             .context("Failed to create the Kafka consumer")?;
@@ -236,6 +244,7 @@ impl Lander {
             storage,
             consumer,
             partitions: HashMap::new(),
+            buffered: 0,
             stats: LandStats::default(),
         })
     }
@@ -483,6 +492,7 @@ impl Lander {
         let rows = state.builder.rows;
         let batch = state.builder.finish();
         let dead = std::mem::take(&mut state.dead);
+        self.buffered = self.buffered.saturating_sub(state.bytes);
         state.bytes = 0;
         let redo = state.resume.pending.take();
         let name = format!("{topic}-{partition}-{first:020}-{last:020}");
