@@ -363,3 +363,142 @@ async fn a_broker_that_is_down_gives_a_clear_error_after_retrying() {
     );
     assert!(msg.contains("scripts/kafka.sh"), "{msg}");
 }
+
+/// A broker of the test's own, so freezing it does not disturb the other tests.
+struct PrivateBroker {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn binary() -> std::path::PathBuf {
+        let home = std::env::var("SETLIST_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/setlist")
+            });
+        let bin = home.join("tools/tansu-0.6.0/bin/tansu");
+        assert!(
+            bin.exists(),
+            "{} is missing. Build it with: scripts/kafka.sh",
+            bin.display()
+        );
+        bin
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn new() -> Self {
+        Self {
+            child: None,
+            port: Self::free_port(),
+        }
+    }
+
+    fn start(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(Self::binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(
+            Pid::from_raw(self.child.as_ref().unwrap().id() as i32),
+            signal,
+        )
+        .unwrap();
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_broker_that_comes_up_late_or_freezes_mid_stream_loses_nothing() {
+    let db = TestDb::new().await;
+    let mut broker = PrivateBroker::new();
+    let topic = unique("plays");
+    let mut sim = simulate(&topic, 20_000, 15);
+    sim.kafka.brokers = broker.brokers();
+    sim.rate = Some(5_000.0);
+
+    // The producer starts before the broker does: it retries until the broker is up.
+    let producer = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            produce(
+                &sim,
+                CancellationToken::new(),
+                Duration::from_secs(60),
+                |_, _| {},
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.start();
+
+    // Mid-stream the broker stops answering for five seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.signal(Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.signal(Signal::SIGCONT);
+    let stats = producer.await.unwrap().unwrap();
+    assert_eq!((stats.delivered, stats.failed), (20_000, 0));
+
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let mut config = land_config(&topic, &dir);
+    config.kafka.brokers = broker.brokers();
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(config, db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &topic, 20_000, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    assert_eq!(lander.await.unwrap().unwrap().events, 20_000);
+    let landed = rows(&objects(&Storage::open(&dir).unwrap(), "raw/plays").await);
+    let ids: HashSet<String> = landed
+        .iter()
+        .map(|(v, _, _)| v["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        (landed.len(), ids.len()),
+        (20_000, 20_000),
+        "idempotent retries made no duplicates"
+    );
+}

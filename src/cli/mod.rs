@@ -4,6 +4,7 @@ mod dags;
 mod runs;
 mod services;
 mod streaming;
+mod supervise;
 mod time_arg;
 
 use std::path::PathBuf;

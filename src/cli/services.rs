@@ -9,7 +9,11 @@ use orchestrator::scheduler::{Scheduler, SchedulerConfig};
 use orchestrator::worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::supervise::supervise;
 use super::{Ctx, parse_duration};
+use tasks::kafka::KafkaConfig;
+use tasks::land::{Land, Lander};
+use tasks::simulate::{Simulate, produce};
 
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
@@ -42,6 +46,18 @@ pub struct StandaloneArgs {
     /// Workers in this process.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Also run the simulator at this many events per second (0: no simulator).
+    #[arg(long, default_value_t = 0.0)]
+    simulate_rate: f64,
+    /// Also run the lander.
+    #[arg(long)]
+    land: bool,
+    /// Kafka bootstrap servers for the simulator and the lander.
+    #[arg(long, env = "SETLIST_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    brokers: String,
+    /// Where the lander writes: a folder, file:///dir, or s3://bucket[/prefix].
+    #[arg(long, env = "SETLIST_STORE_URL", default_value = ".setlist/lake")]
+    store_url: String,
 }
 
 impl SchedulerArgs {
@@ -117,6 +133,44 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
         );
         services.spawn(w.run(shutdown.clone()));
     }
+    let kafka = KafkaConfig {
+        brokers: args.brokers.clone(),
+        ..KafkaConfig::default()
+    };
+    if args.simulate_rate > 0.0 {
+        let config = Simulate {
+            kafka: kafka.clone(),
+            rate: Some(args.simulate_rate),
+            ..Simulate::new()
+        };
+        let token = shutdown.clone();
+        services.spawn(supervise("simulator", shutdown.clone(), move || {
+            let (config, token) = (config.clone(), token.clone());
+            async move {
+                produce(&config, token, Duration::from_secs(30), |s, rate| {
+                    tracing::info!(
+                        produced = s.produced,
+                        rate = format!("{rate:.0}/s"),
+                        failed = s.failed,
+                        "Simulating."
+                    );
+                })
+                .await
+                .map(|_| ())
+            }
+        }));
+    }
+    if args.land {
+        let config = Land {
+            kafka,
+            ..Land::new(args.store_url.clone())
+        };
+        let (token, pool) = (shutdown.clone(), pool.clone());
+        services.spawn(supervise("lander", shutdown.clone(), move || {
+            let (config, token, pool) = (config.clone(), token.clone(), pool.clone());
+            async move { Lander::new(config, pool)?.run(token).await.map(|_| ()) }
+        }));
+    }
     println!("Setlist standalone is running (Ctrl-C stops it):");
     println!("  state store  {}", super::redact(&ctx.database_url));
     println!("  DAG folder   {}", ctx.dags_dir.display());
@@ -125,6 +179,15 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
         "  workers      {workers} x {} slots",
         worker_config.concurrency
     );
+    if args.simulate_rate > 0.0 {
+        println!(
+            "  simulator    {} events/s to {} (topic plays)",
+            args.simulate_rate, args.brokers
+        );
+    }
+    if args.land {
+        println!("  lander       {} -> {}", args.brokers, args.store_url);
+    }
     println!("  try          setlist dags list; setlist dags trigger <dag>; setlist runs list");
     let mut result = Ok(ExitCode::SUCCESS);
     while let Some(done) = services.join_next().await {

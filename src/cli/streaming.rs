@@ -80,6 +80,9 @@ pub struct LandArgs {
     /// ...or when its first event has waited this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     max_age: Duration,
+    /// Only these partitions (comma-separated), to split a topic between landers.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Vec<i32>,
 }
 
 pub async fn simulate(_ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode> {
@@ -123,6 +126,7 @@ pub async fn land(ctx: &Ctx, args: LandArgs) -> anyhow::Result<ExitCode> {
         group_id: args.group_id,
         max_rows: args.max_rows,
         max_age: args.max_age,
+        partitions: args.partitions,
         ..Land::new(args.store_url)
     };
     let stats = Lander::new(config, pool)?

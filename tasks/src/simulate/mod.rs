@@ -64,6 +64,11 @@ fn default_artists() -> usize {
 }
 
 impl Simulate {
+    /// The defaults a DAG file gets when it writes no params: continuous, as fast as possible.
+    pub fn new() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+    }
+
     /// The simulated world this config describes. Without a rate, events are
     /// stamped 10,000 to the simulated second.
     pub fn world(&self) -> WorldConfig {

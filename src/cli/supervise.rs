@@ -1,0 +1,42 @@
+//! Long-running services of `setlist standalone`, restarted with exponential backoff
+//! when they fail, until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::sync::CancellationToken;
+
+/// Runs `service` until `shutdown`; a failure is logged and the service restarted
+/// after 1 s, 2 s, 4 s ... up to 30 s.
+pub async fn supervise<F, Fut>(
+    name: &'static str,
+    shutdown: CancellationToken,
+    service: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let policy = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times();
+    let run = service
+        .retry(policy)
+        .when(|_| !shutdown.is_cancelled())
+        .notify(|e: &anyhow::Error, wait: Duration| {
+            tracing::error!(service = name, error = %format!("{e:#}"), restart_in_s = wait.as_secs_f64(), "Service failed; restarting.");
+        });
+    tokio::select! {
+        result = run => {
+            if let Err(e) = result {
+                if !shutdown.is_cancelled() {
+                    return Err(e);
+                }
+            }
+        }
+        _ = shutdown.cancelled() => {}
+    }
+    Ok(())
+}
