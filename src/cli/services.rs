@@ -141,7 +141,7 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
         let config = Simulate {
             kafka: kafka.clone(),
             rate: Some(args.simulate_rate),
-            ..Simulate::new()
+            ..Simulate::default()
         };
         let token = shutdown.clone();
         services.spawn(supervise("simulator", shutdown.clone(), move || {

@@ -63,12 +63,14 @@ fn default_artists() -> usize {
     2_000
 }
 
-impl Simulate {
-    /// The defaults a DAG file gets when it writes no params: continuous, as fast as possible.
-    pub fn new() -> Self {
+impl Default for Simulate {
+    /// What a DAG file gets when it writes no params: continuous, as fast as possible.
+    fn default() -> Self {
         serde_json::from_value(serde_json::json!({})).expect("every field has a default")
     }
+}
 
+impl Simulate {
     /// The simulated world this config describes. Without a rate, events are
     /// stamped 10,000 to the simulated second.
     pub fn world(&self) -> WorldConfig {
