@@ -30,10 +30,10 @@ where
         });
     tokio::select! {
         result = run => {
-            if let Err(e) = result {
-                if !shutdown.is_cancelled() {
-                    return Err(e);
-                }
+            if let Err(e) = result
+                && !shutdown.is_cancelled()
+            {
+                return Err(e);
             }
         }
         _ = shutdown.cancelled() => {}
