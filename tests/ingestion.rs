@@ -502,3 +502,62 @@ async fn a_broker_that_comes_up_late_or_freezes_mid_stream_loses_nothing() {
         "idempotent retries made no duplicates"
     );
 }
+
+#[tokio::test]
+async fn standalone_supervises_the_simulator_and_the_lander_and_stops_cleanly() {
+    let db = TestDb::new().await;
+    let topic = unique("plays");
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let dags = std::env::temp_dir().join(unique("no-dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    // The lander starts before the simulator has created the topic: it fails, and
+    // the supervisor restarts it until the topic exists.
+    let child = Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args([
+            "standalone",
+            "--simulate-rate",
+            "3000",
+            "--land",
+            "--topic",
+            &topic,
+            "--store-url",
+            &dir,
+        ])
+        .arg("--dags-dir")
+        .arg(&dags)
+        .env("DATABASE_URL", &db.url)
+        .env("SETLIST_KAFKA_BROKERS", kafka_brokers())
+        .env("SETLIST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file()))
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    wait_for_landed(&db.pool, &topic, 5_000, Duration::from_secs(60)).await;
+    kill(pid, Signal::SIGINT).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+        .status;
+    assert!(status.success(), "standalone exited with {status}");
+    // Graceful shutdown flushed the open batches: everything the ledger holds is on disk.
+    let ledger_rows: i64 = sqlx::query_scalar(
+        "SELECT sum(rows)::bigint FROM setlist.raw_objects WHERE state = 'written'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let landed = rows(&objects(&Storage::open(&dir).unwrap(), "raw/plays").await);
+    assert_eq!(landed.len() as i64, ledger_rows);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM setlist.raw_objects WHERE state = 'writing'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+}

@@ -55,6 +55,9 @@ pub struct StandaloneArgs {
     /// Kafka bootstrap servers for the simulator and the lander.
     #[arg(long, env = "SETLIST_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
     brokers: String,
+    /// The topic of play events.
+    #[arg(long, default_value = "plays")]
+    topic: String,
     /// Where the lander writes: a folder, file:///dir, or s3://bucket[/prefix].
     #[arg(long, env = "SETLIST_STORE_URL", default_value = ".setlist/lake")]
     store_url: String,
@@ -135,6 +138,7 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
     }
     let kafka = KafkaConfig {
         brokers: args.brokers.clone(),
+        topic: args.topic.clone(),
         ..KafkaConfig::default()
     };
     if args.simulate_rate > 0.0 {
