@@ -19,4 +19,4 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo test"
-cargo test --workspace --locked 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log"
