@@ -8,6 +8,7 @@
 
 mod engine;
 mod streaming;
+mod warehouse;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,8 @@ enum What {
     Land,
     /// Lander RSS while events arrive at 100,000/s.
     LandRss,
+    /// Raw Parquet -> bronze.plays on PostgreSQL.
+    Bronze,
     /// The engine benchmarks (chain, fanout, idle).
     Engine,
     /// The streaming benchmarks (generator, produce, land, land-rss).
@@ -77,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(what, What::LandRss | What::Streaming) {
         streaming::land_rss(&args).await?;
+    }
+    if matches!(what, What::Bronze) {
+        warehouse::bronze(&args).await?;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ fn brokers() -> String {
     std::env::var("SETLIST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }
 
-fn kafka(topic: &str) -> KafkaConfig {
+pub fn kafka(topic: &str) -> KafkaConfig {
     KafkaConfig {
         brokers: brokers(),
         topic: topic.to_string(),
@@ -61,7 +61,7 @@ pub fn generator() {
     );
 }
 
-fn simulate(topic: &str, count: u64) -> Simulate {
+pub fn simulate(topic: &str, count: u64) -> Simulate {
     Simulate {
         kafka: kafka(topic),
         partitions: 6,

@@ -1,6 +1,7 @@
 //! Setlist's task kinds. Each kind is a config struct deserialised from a task's
 //! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
+pub mod bronze;
 pub mod kafka;
 pub mod land;
 pub mod noop;
@@ -17,6 +18,7 @@ pub fn registry() -> Registry {
     registry
         .register::<noop::Noop>("noop")
         .register::<shell::Shell>("shell")
-        .register::<simulate::Simulate>("simulate");
+        .register::<simulate::Simulate>("simulate")
+        .register::<bronze::LoadBronze>("load_bronze");
     registry
 }

@@ -1,0 +1,227 @@
+//! `load_bronze`: loads raw objects the lander wrote into the warehouse's bronze
+//! layer, each exactly once. The load manifest records an object in the same
+//! transaction as its rows, so a task killed half way leaves nothing behind and its
+//! retry loads the object again, once.
+
+pub mod postgres;
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+use object_store::ObjectStoreExt;
+use orchestrator::{Task, TaskConfig, TaskContext};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::land::parquet::schema;
+use crate::storage::Storage;
+
+/// A warehouse the bronze layer can live in.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Creates the bronze table and the load manifest if they are missing.
+    async fn ensure_bronze(&self) -> anyhow::Result<()>;
+    /// Which of `keys` the manifest already holds.
+    async fn loaded(&self, keys: &[String]) -> anyhow::Result<HashSet<String>>;
+    /// Loads one object's rows and its manifest entry in one transaction. Returns
+    /// `None` when the manifest already had it (another loader got there first).
+    async fn load(
+        &self,
+        key: &str,
+        load_id: Uuid,
+        batches: &[RecordBatch],
+    ) -> anyhow::Result<Option<u64>>;
+}
+
+/// Params of the `load_bronze` task kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBronze {
+    /// Where the raw objects are (default: SETLIST_STORE_URL, else .setlist/lake).
+    #[serde(default)]
+    pub store_url: Option<String>,
+    /// S3 settings instead of the AWS_* environment.
+    #[serde(default)]
+    pub store_options: Vec<(String, String)>,
+    /// The PostgreSQL warehouse (default: SETLIST_WAREHOUSE_URL, else DATABASE_URL).
+    #[serde(default)]
+    pub warehouse_url: Option<String>,
+    /// The state store holding the lander's ledger (default: DATABASE_URL).
+    #[serde(default)]
+    pub state_url: Option<String>,
+    #[serde(default = "crate::kafka::default_topic")]
+    pub topic: String,
+    /// At most this many objects per run; the next run takes the rest.
+    #[serde(default = "default_max_objects")]
+    pub max_objects: i64,
+}
+
+fn default_max_objects() -> i64 {
+    10_000
+}
+
+impl TaskConfig for LoadBronze {}
+
+/// What one run loaded.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LoadReport {
+    pub load_id: Uuid,
+    pub objects: u64,
+    pub rows: u64,
+    /// Objects another loader had loaded first.
+    pub skipped: u64,
+    /// Objects that failed, each with its reason.
+    pub failed: Vec<(String, String)>,
+}
+
+fn env_or(value: &Option<String>, vars: &[&str], default: Option<&str>) -> anyhow::Result<String> {
+    if let Some(v) = value {
+        return Ok(v.clone());
+    }
+    for var in vars {
+        if let Ok(v) = std::env::var(var) {
+            return Ok(v);
+        }
+    }
+    default
+        .map(String::from)
+        .with_context(|| format!("no URL given and none of {} is set", vars.join(", ")))
+}
+
+/// Reads one raw object and checks it has the raw layout.
+pub async fn read_object(storage: &Storage, key: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let bytes = storage
+        .store
+        .get(&storage.key(key))
+        .await
+        .with_context(|| format!("cannot read {key}"))?
+        .bytes()
+        .await?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| anyhow::anyhow!("{key} is not a readable Parquet file: {e}"))?;
+    let expected = schema();
+    let found = reader.schema().clone();
+    for field in expected.fields() {
+        match found.field_with_name(field.name()) {
+            Ok(f) if f.data_type() == field.data_type() => {}
+            Ok(f) => anyhow::bail!(
+                "{key}: column {} is {}, expected {}",
+                field.name(),
+                f.data_type(),
+                field.data_type()
+            ),
+            Err(_) => anyhow::bail!("{key}: column {} is missing", field.name()),
+        }
+    }
+    let batches: Result<Vec<RecordBatch>, _> = reader.build()?.collect();
+    batches.map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
+impl LoadBronze {
+    /// Loads every written, not yet loaded object of the topic, oldest first.
+    pub async fn run_with(
+        &self,
+        state: &PgPool,
+        warehouse: &dyn Warehouse,
+        storage: &Storage,
+        log: impl Fn(String),
+    ) -> anyhow::Result<LoadReport> {
+        warehouse.ensure_bronze().await?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT object_key FROM setlist.raw_objects
+             WHERE topic = $1 AND state = 'written' AND object_key IS NOT NULL
+             ORDER BY written_at, partition, first_offset",
+        )
+        .bind(&self.topic)
+        .fetch_all(state)
+        .await?;
+        let done = warehouse.loaded(&keys).await?;
+        let mut report = LoadReport {
+            load_id: Uuid::new_v4(),
+            ..LoadReport::default()
+        };
+        let todo: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !done.contains(k))
+            .take(self.max_objects as usize)
+            .collect();
+        // Read and decode the next object while the warehouse copies this one.
+        let fetch = |key: String| {
+            let storage = storage.clone();
+            tokio::spawn(async move { read_object(&storage, &key).await })
+        };
+        let mut next = todo.first().cloned().map(fetch);
+        for (i, key) in todo.iter().enumerate() {
+            let current = next.take().expect("one fetch per key");
+            next = todo.get(i + 1).cloned().map(fetch);
+            let loaded = match current.await? {
+                Ok(batches) => warehouse.load(key, report.load_id, &batches).await,
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(Some(rows)) => {
+                    report.objects += 1;
+                    report.rows += rows;
+                }
+                Ok(None) => report.skipped += 1,
+                Err(e) => {
+                    log(format!("Failed to load {key}: {e:#}"));
+                    report.failed.push((key.clone(), format!("{e:#}")));
+                }
+            }
+        }
+        log(format!(
+            "Loaded {} objects ({} rows) into bronze; {} skipped, {} failed.",
+            report.objects,
+            report.rows,
+            report.skipped,
+            report.failed.len()
+        ));
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Task for LoadBronze {
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        let store_url = env_or(
+            &self.store_url,
+            &["SETLIST_STORE_URL"],
+            Some(".setlist/lake"),
+        )?;
+        let options: Vec<(&str, &str)> = self
+            .store_options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let storage = Storage::open_with(&store_url, &options)?;
+        let state_url = env_or(&self.state_url, &["DATABASE_URL"], None)?;
+        let warehouse_url = env_or(
+            &self.warehouse_url,
+            &["SETLIST_WAREHOUSE_URL", "DATABASE_URL"],
+            None,
+        )?;
+        let state = PgPool::connect(&state_url)
+            .await
+            .context("Failed to connect to the state store")?;
+        let warehouse = postgres::Postgres::connect(&warehouse_url).await?;
+        let log = ctx.log.clone();
+        let report = self
+            .run_with(&state, &warehouse, &storage, move |line| log.info(line))
+            .await?;
+        if !report.failed.is_empty() {
+            let names: Vec<&str> = report.failed.iter().map(|(k, _)| k.as_str()).collect();
+            anyhow::bail!(
+                "{} object(s) failed to load: {} (first: {})",
+                names.len(),
+                names.join(", "),
+                report.failed[0].1
+            );
+        }
+        Ok(serde_json::to_value(report)?)
+    }
+}

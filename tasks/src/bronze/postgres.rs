@@ -1,0 +1,171 @@
+//! The PostgreSQL warehouse: bronze rows arrive by streaming COPY, not row by row.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use async_trait::async_trait;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::Warehouse;
+use crate::land::parquet::schema;
+
+/// Bronze on PostgreSQL: `bronze.plays` and `bronze.load_manifest`.
+pub struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPool::connect(url)
+            .await
+            .context("Failed to connect to the PostgreSQL warehouse")?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The rows of `batch` in COPY's binary format (the raw columns, then
+/// source_object and load_id): no text parsing on the server.
+fn copy_binary(key: &str, load_id: Uuid, batch: &RecordBatch, out: &mut Vec<u8>) {
+    let columns = batch.columns();
+    let count = (columns.len() + 2) as i16;
+    for row in 0..batch.num_rows() {
+        out.extend_from_slice(&count.to_be_bytes());
+        for column in columns {
+            if column.is_null(row) {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            match column.data_type() {
+                DataType::Utf8 => field(out, column.as_string::<i32>().value(row).as_bytes()),
+                DataType::Int64 => field(
+                    out,
+                    &column.as_primitive::<Int64Type>().value(row).to_be_bytes(),
+                ),
+                DataType::Int32 => field(
+                    out,
+                    &column.as_primitive::<Int32Type>().value(row).to_be_bytes(),
+                ),
+                DataType::Boolean => field(out, &[column.as_boolean().value(row) as u8]),
+                DataType::Timestamp(_, _) => {
+                    let ms = column.as_primitive::<TimestampMillisecondType>().value(row);
+                    field(out, &(ms * 1000 - PG_EPOCH_OFFSET_US).to_be_bytes());
+                }
+                other => unreachable!("the raw schema has no {other} column"),
+            }
+        }
+        field(out, key.as_bytes());
+        field(out, load_id.as_bytes());
+    }
+}
+
+#[async_trait]
+impl Warehouse for Postgres {
+    async fn ensure_bronze(&self) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // One creator at a time: concurrent CREATE ... IF NOT EXISTS can still collide.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('setlist.bronze'))")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("CREATE SCHEMA IF NOT EXISTS bronze")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(include_str!("sql/create_bronze_plays.sql"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bronze.load_manifest (
+                 object_key text PRIMARY KEY,
+                 load_id    uuid        NOT NULL,
+                 rows       bigint      NOT NULL,
+                 loaded_at  timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn loaded(&self, keys: &[String]) -> anyhow::Result<HashSet<String>> {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT object_key FROM bronze.load_manifest WHERE object_key = ANY ($1)",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found.into_iter().collect())
+    }
+
+    async fn load(
+        &self,
+        key: &str,
+        load_id: Uuid,
+        batches: &[RecordBatch],
+    ) -> anyhow::Result<Option<u64>> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let mut tx = self.pool.begin().await?;
+        // The manifest row first: a second loader of this object waits on it, then skips.
+        let claimed = sqlx::query(
+            "INSERT INTO bronze.load_manifest (object_key, load_id, rows) VALUES ($1, $2, $3)
+             ON CONFLICT (object_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(load_id)
+        .bind(rows as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let columns: Vec<String> = schema().fields().iter().map(|f| f.name().clone()).collect();
+        let copy = format!(
+            "COPY bronze.plays ({}, source_object, load_id) FROM STDIN (FORMAT binary)",
+            columns.join(", ")
+        );
+        let mut sink = tx.copy_in_raw(&copy).await?;
+        let mut buffer = Vec::with_capacity(8 << 20);
+        buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buffer.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buffer.extend_from_slice(&0i32.to_be_bytes()); // header extension
+        for batch in batches {
+            copy_binary(key, load_id, batch, &mut buffer);
+            if buffer.len() > 4 << 20 {
+                sink.send(std::mem::take(&mut buffer)).await?;
+            }
+        }
+        buffer.extend_from_slice(&(-1i16).to_be_bytes());
+        sink.send(buffer).await?;
+        sink.finish()
+            .await
+            .with_context(|| format!("COPY of {key} failed"))?;
+        tx.commit().await?;
+        Ok(Some(rows as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_unix_epoch_is_minus_thirty_years_in_postgres_time() {
+        // 2000-01-01T00:00:00Z in Unix microseconds.
+        assert_eq!(super::PG_EPOCH_OFFSET_US, 946_684_800 * 1_000_000);
+    }
+}

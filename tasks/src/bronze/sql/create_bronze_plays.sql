@@ -1,0 +1,31 @@
+-- Raw plays as landed, plus where and when each row was loaded. No constraints on the
+-- event itself: bronze keeps what arrived; silver types, validates and de-duplicates.
+CREATE TABLE IF NOT EXISTS bronze.plays (
+    event_id          text,
+    ts                timestamptz,
+    user_id           text,
+    session_id        text,
+    track_id          text,
+    track_name        text,
+    artist_id         text,
+    artist_name       text,
+    album_name        text,
+    ms_played         bigint,
+    track_duration_ms bigint,
+    reason_start      text,
+    reason_end        text,
+    skipped           boolean,
+    shuffle           boolean,
+    offline           boolean,
+    platform          text,
+    device_type       text,
+    conn_country      text,
+    region            text,
+    city              text,
+    subscription      text,
+    kafka_partition   integer,
+    kafka_offset      bigint,
+    source_object     text        NOT NULL,
+    load_id           uuid        NOT NULL,
+    loaded_at         timestamptz NOT NULL DEFAULT now()
+)

@@ -1,0 +1,353 @@
+//! load_bronze: raw objects -> bronze.plays on PostgreSQL, each exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use chrono::{TimeZone, Utc};
+use common::TestDb;
+use common::streaming::{kafka_brokers, unique, wait_for_landed};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use object_store::ObjectStoreExt;
+use tasks::bronze::postgres::Postgres;
+use tasks::bronze::{LoadBronze, LoadReport};
+use tasks::kafka::KafkaConfig;
+use tasks::land::{Land, Lander};
+use tasks::simulate::{Simulate, produce};
+use tasks::storage::Storage;
+use tokio_util::sync::CancellationToken;
+
+/// event_id, ts as RFC 3339, user_id, ms_played, track_duration_ms, skipped, offline, region.
+type BronzeRow = (String, String, String, i64, i64, bool, bool, String);
+
+fn simulation(topic: &str, count: u64) -> Simulate {
+    Simulate {
+        kafka: KafkaConfig {
+            brokers: kafka_brokers(),
+            topic: topic.to_string(),
+            properties: BTreeMap::new(),
+        },
+        count: Some(count),
+        listeners: 2_000,
+        artists: 200,
+        start: Some(Utc.with_ymd_and_hms(2026, 5, 1, 17, 0, 0).unwrap()),
+        ..Simulate::default()
+    }
+}
+
+/// Produces `count` seeded events to a fresh topic and lands them in a fresh folder.
+async fn landed(db: &TestDb, count: u64, max_rows: usize) -> (String, String) {
+    let topic = unique("plays");
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let sim = simulation(&topic, count);
+    let kafka = sim.kafka.clone();
+    produce(
+        &sim,
+        CancellationToken::new(),
+        Duration::from_secs(60),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let config = Land {
+        kafka,
+        group_id: unique("g"),
+        max_rows,
+        max_age: Duration::from_millis(300),
+        ..Land::new(&dir)
+    };
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(config, db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &topic, count as i64, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    lander.await.unwrap().unwrap();
+    (topic, dir)
+}
+
+fn loader(topic: &str, dir: &str) -> LoadBronze {
+    serde_json::from_value(serde_json::json!({ "store_url": dir, "topic": topic })).unwrap()
+}
+
+async fn load(db: &TestDb, topic: &str, dir: &str) -> LoadReport {
+    let storage = Storage::open(dir).unwrap();
+    let warehouse = Postgres::from_pool(db.pool.clone());
+    loader(topic, dir)
+        .run_with(&db.pool, &warehouse, &storage, |_| {})
+        .await
+        .unwrap()
+}
+
+async fn scalar(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_landed_event_reaches_bronze_once_and_a_rerun_loads_nothing() {
+    let db = TestDb::new().await;
+    let (topic, dir) = landed(&db, 8_000, 1_000).await;
+    let first = load(&db, &topic, &dir).await;
+    assert_eq!(
+        (first.rows, first.skipped, first.failed.len()),
+        (8_000, 0, 0)
+    );
+    // Every typed field arrives as produced (the same seed regenerates the events).
+    let mut generator = tasks::simulate::Generator::new(&simulation(&topic, 8_000).world());
+    let want: BTreeMap<String, serde_json::Value> = (0..8_000)
+        .map(|_| {
+            let e = serde_json::to_value(generator.next_event()).unwrap();
+            (e["event_id"].as_str().unwrap().to_string(), e)
+        })
+        .collect();
+    let got: Vec<BronzeRow> = sqlx::query_as(
+        "SELECT event_id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), user_id,
+                ms_played, track_duration_ms, skipped, offline, region FROM bronze.plays",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for (id, ts, user, played, duration, skipped, offline, region) in got {
+        let e = &want[&id];
+        assert_eq!(
+            (
+                ts.as_str(),
+                user.as_str(),
+                played,
+                duration,
+                skipped,
+                offline,
+                region.as_str()
+            ),
+            (
+                e["ts"].as_str().unwrap(),
+                e["user_id"].as_str().unwrap(),
+                e["ms_played"].as_i64().unwrap(),
+                e["track_duration_ms"].as_i64().unwrap(),
+                e["skipped"].as_bool().unwrap(),
+                e["offline"].as_bool().unwrap(),
+                e["region"].as_str().unwrap()
+            ),
+            "event {id}"
+        );
+    }
+    let objects = scalar(
+        &db,
+        "SELECT count(*) FROM setlist.raw_objects WHERE object_key IS NOT NULL",
+    )
+    .await;
+    assert_eq!(first.objects as i64, objects);
+    assert_eq!(
+        scalar(&db, "SELECT count(DISTINCT event_id) FROM bronze.plays").await,
+        8_000
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM bronze.load_manifest").await,
+        objects
+    );
+    // Each row names its object and its load.
+    let unmatched = scalar(
+        &db,
+        "SELECT count(*) FROM bronze.plays p LEFT JOIN bronze.load_manifest m ON m.object_key = p.source_object
+         WHERE m.object_key IS NULL OR m.load_id <> p.load_id",
+    )
+    .await;
+    assert_eq!(unmatched, 0);
+    let again = load(&db, &topic, &dir).await;
+    assert_eq!((again.objects, again.rows), (0, 0));
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM bronze.plays").await,
+        8_000
+    );
+}
+
+#[tokio::test]
+async fn corrupt_and_foreign_objects_fail_by_name_and_the_others_still_load() {
+    let db = TestDb::new().await;
+    let (topic, dir) = landed(&db, 3_000, 1_000).await;
+    let storage = Storage::open(&dir).unwrap();
+    // Not Parquet at all, and Parquet with another layout.
+    let garbage = "raw/plays/dt=2026-05-01/hr=17/garbage.parquet";
+    storage
+        .store
+        .put(
+            &storage.key(garbage),
+            b"PAR1 but not really".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    let foreign = "raw/plays/dt=2026-05-01/hr=17/foreign.parquet";
+    let batch =
+        RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef)])
+            .unwrap();
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    storage
+        .store
+        .put(&storage.key(foreign), bytes.into())
+        .await
+        .unwrap();
+    for (i, key) in [garbage, foreign].iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO setlist.raw_objects (topic, partition, first_offset, last_offset, object_key, rows, dead_letters, bytes, state, written_at)
+             VALUES ($1, 99, $2, $2, $3, 3, 0, 10, 'written', now())",
+        )
+        .bind(&topic)
+        .bind(i as i64)
+        .bind(key)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let report = load(&db, &topic, &dir).await;
+    assert_eq!(report.rows, 3_000);
+    let failed: BTreeMap<String, String> = report.failed.into_iter().collect();
+    assert!(
+        failed[garbage].contains("is not a readable Parquet file"),
+        "{}",
+        failed[garbage]
+    );
+    assert!(
+        failed[foreign].ends_with("foreign.parquet: column event_id is missing"),
+        "{}",
+        failed[foreign]
+    );
+    let bad_rows = scalar(&db, "SELECT count(*) FROM bronze.plays WHERE source_object LIKE '%garbage%' OR source_object LIKE '%foreign%'").await;
+    assert_eq!(bad_rows, 0);
+    let bad_manifest = scalar(&db, "SELECT count(*) FROM bronze.load_manifest WHERE object_key LIKE '%garbage%' OR object_key LIKE '%foreign%'").await;
+    assert_eq!(bad_manifest, 0);
+}
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn setlist(db: &TestDb, dags: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args(args)
+        .arg("--dags-dir")
+        .arg(dags)
+        .env("DATABASE_URL", &db.url)
+        .env("SETLIST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_once() {
+    let db = TestDb::new().await;
+    let (topic, dir) = landed(&db, 40_000, 100).await;
+    let dags = std::env::temp_dir().join(unique("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("load.toml"),
+        format!(
+            "[dag]\nid = \"load\"\n[[task]]\nid = \"load_bronze\"\nkind = \"load_bronze\"\nretries = 2\nretry_delay = \"1s\"\nparams = {{ store_url = \"{dir}\", topic = \"{topic}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let objects = scalar(&db, "SELECT count(*) FROM setlist.raw_objects").await;
+    let mut procs = Procs(vec![
+        setlist(
+            &db,
+            &dags,
+            &[
+                "scheduler",
+                "--worker-timeout",
+                "2s",
+                "--housekeeping-interval",
+                "300ms",
+            ],
+        ),
+        setlist(&db, &dags, &["worker", "--heartbeat-interval", "300ms"]),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args(["dags", "trigger", "load", "--dags-dir"])
+        .arg(&dags)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Kill the worker once the load is under way but not done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let loaded: i64 = sqlx::query_scalar("SELECT count(*) FROM bronze.load_manifest")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap_or(0);
+        if loaded >= objects / 20 {
+            assert!(
+                loaded < objects,
+                "the load finished before the kill; make it bigger"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill(Pid::from_raw(procs.0[1].id() as i32), Signal::SIGKILL).unwrap();
+    procs.0.push(setlist(
+        &db,
+        &dags,
+        &["worker", "--heartbeat-interval", "300ms"],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while scalar(
+        &db,
+        "SELECT count(*) FROM setlist.dag_runs WHERE state = 'success'",
+    )
+    .await
+        < 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not succeed after the retry"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM bronze.plays").await,
+        40_000
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(DISTINCT event_id) FROM bronze.plays").await,
+        40_000
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM bronze.load_manifest").await,
+        objects
+    );
+    let tries = scalar(
+        &db,
+        "SELECT max(try_number)::bigint FROM setlist.task_instances",
+    )
+    .await;
+    assert_eq!(tries, 2, "the first attempt died with its worker");
+}
