@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/postgres.sh)"
 eval "$(scripts/kafka.sh)"
 eval "$(scripts/s3.sh)"
-export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS
+eval "$(scripts/dbt.sh)"
+export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT
 
 # Each test makes its own database named setlist_t_*; drop the ones earlier runs left.
 psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |

@@ -9,73 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-use chrono::{TimeZone, Utc};
 use common::TestDb;
-use common::streaming::{kafka_brokers, unique, wait_for_landed};
+use common::streaming::{BronzeRow, landed, simulation, unique};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use object_store::ObjectStoreExt;
 use tasks::bronze::postgres::Postgres;
 use tasks::bronze::{LoadBronze, LoadReport};
-use tasks::kafka::KafkaConfig;
-use tasks::land::{Land, Lander};
-use tasks::simulate::{Simulate, produce};
 use tasks::storage::Storage;
-use tokio_util::sync::CancellationToken;
-
-/// event_id, ts as RFC 3339, user_id, ms_played, track_duration_ms, skipped, offline, region.
-type BronzeRow = (String, String, String, i64, i64, bool, bool, String);
-
-fn simulation(topic: &str, count: u64) -> Simulate {
-    Simulate {
-        kafka: KafkaConfig {
-            brokers: kafka_brokers(),
-            topic: topic.to_string(),
-            properties: BTreeMap::new(),
-        },
-        count: Some(count),
-        listeners: 2_000,
-        artists: 200,
-        start: Some(Utc.with_ymd_and_hms(2026, 5, 1, 17, 0, 0).unwrap()),
-        ..Simulate::default()
-    }
-}
-
-/// Produces `count` seeded events to a fresh topic and lands them in a fresh folder.
-async fn landed(db: &TestDb, count: u64, max_rows: usize) -> (String, String) {
-    let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
-    let sim = simulation(&topic, count);
-    let kafka = sim.kafka.clone();
-    produce(
-        &sim,
-        CancellationToken::new(),
-        Duration::from_secs(60),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
-    let config = Land {
-        kafka,
-        group_id: unique("g"),
-        max_rows,
-        max_age: Duration::from_millis(300),
-        ..Land::new(&dir)
-    };
-    let shutdown = CancellationToken::new();
-    let lander = tokio::spawn(
-        Lander::new(config, db.pool.clone())
-            .unwrap()
-            .run(shutdown.clone()),
-    );
-    wait_for_landed(&db.pool, &topic, count as i64, Duration::from_secs(120)).await;
-    shutdown.cancel();
-    lander.await.unwrap().unwrap();
-    (topic, dir)
-}
 
 fn loader(topic: &str, dir: &str) -> LoadBronze {
     serde_json::from_value(serde_json::json!({ "store_url": dir, "topic": topic })).unwrap()

@@ -28,8 +28,9 @@ pub fn default_brokers() -> String {
     std::env::var("SETLIST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }
 
+/// SETLIST_TOPIC, else `plays`.
 pub fn default_topic() -> String {
-    "plays".into()
+    std::env::var("SETLIST_TOPIC").unwrap_or_else(|_| "plays".into())
 }
 
 impl Default for KafkaConfig {

@@ -2,10 +2,12 @@
 //! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
 pub mod bronze;
+pub mod dbt;
 pub mod kafka;
 pub mod land;
 pub mod noop;
 pub mod play;
+pub mod process;
 pub mod shell;
 pub mod simulate;
 pub mod storage;
@@ -19,6 +21,7 @@ pub fn registry() -> Registry {
         .register::<noop::Noop>("noop")
         .register::<shell::Shell>("shell")
         .register::<simulate::Simulate>("simulate")
-        .register::<bronze::LoadBronze>("load_bronze");
+        .register::<bronze::LoadBronze>("load_bronze")
+        .register::<dbt::Dbt>("dbt");
     registry
 }

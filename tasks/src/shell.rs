@@ -4,17 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use async_trait::async_trait;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use orchestrator::{LogStream, ParamError, Task, TaskConfig, TaskContext};
+use orchestrator::{ParamError, Task, TaskConfig, TaskContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
+
+use crate::process::run_logged;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,22 +36,6 @@ impl TaskConfig for Shell {
     }
 }
 
-async fn forward(
-    reader: impl AsyncRead + Unpin,
-    ctx: &TaskContext,
-    stream: LogStream,
-) -> Option<String> {
-    let mut lines = BufReader::new(reader).lines();
-    let mut last = None;
-    while let Ok(Some(line)) = lines.next_line().await {
-        ctx.log.write(stream, line.clone());
-        if stream == LogStream::Stdout {
-            last = Some(line);
-        }
-    }
-    last
-}
-
 #[async_trait]
 impl Task for Shell {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
@@ -74,39 +56,12 @@ impl Task for Shell {
                 "SETLIST_DATA_INTERVAL_END",
                 ctx.data_interval_end.to_rfc3339(),
             )
-            .env("SETLIST_CONF", ctx.conf.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout or cancel stops everything it started.
-            .process_group(0)
-            .kill_on_drop(true);
+            .env("SETLIST_CONF", ctx.conf.to_string());
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("Failed to start `sh -c {}`", self.command))?;
-        let pid = child.id().map(|p| Pid::from_raw(p as i32));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let io = async {
-            tokio::join!(
-                forward(stdout, ctx, LogStream::Stdout),
-                forward(stderr, ctx, LogStream::Stderr)
-            )
-        };
-        let finished = async { tokio::join!(io, child.wait()) };
-        let ((last_line, _), status) = tokio::select! {
-            done = finished => done,
-            _ = ctx.cancel.cancelled() => {
-                if let Some(pid) = pid {
-                    let _ = killpg(pid, Signal::SIGKILL);
-                }
-                bail!("stopped: the process group was killed");
-            }
-        };
-        let status = status.context("Failed to wait for the command")?;
+        let (status, last_line) =
+            run_logged(cmd, ctx, &format!("`sh -c {}`", self.command)).await?;
         match status.code() {
             Some(0) => Ok(json!({ "exit_code": 0, "last_line": last_line })),
             Some(code) => bail!("command exited with code {code}"),

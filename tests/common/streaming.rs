@@ -14,7 +14,11 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use sqlx::PgPool;
+use tasks::kafka::KafkaConfig;
+use tasks::land::{Land, Lander};
+use tasks::simulate::{Simulate, produce};
 use tasks::storage::Storage;
+use tokio_util::sync::CancellationToken;
 
 pub const S3_ENDPOINT: &str = "http://127.0.0.1:18333";
 
@@ -152,4 +156,58 @@ fn batch_rows(batch: &RecordBatch) -> Vec<(Value, i32, i64)> {
             (Value::Object(row.into_iter().collect()), partition, offset)
         })
         .collect()
+}
+
+/// event_id, ts as RFC 3339, user_id, ms_played, track_duration_ms, skipped, offline, region.
+pub type BronzeRow = (String, String, String, i64, i64, bool, bool, String);
+
+pub fn simulation(topic: &str, count: u64) -> Simulate {
+    Simulate {
+        kafka: KafkaConfig {
+            brokers: kafka_brokers(),
+            topic: topic.to_string(),
+            properties: BTreeMap::new(),
+        },
+        count: Some(count),
+        listeners: 2_000,
+        artists: 200,
+        start: Some(Utc.with_ymd_and_hms(2026, 5, 1, 17, 0, 0).unwrap()),
+        ..Simulate::default()
+    }
+}
+
+/// Produces `count` seeded events to a fresh topic and lands them in a fresh folder.
+pub async fn landed(db: &crate::common::TestDb, count: u64, max_rows: usize) -> (String, String) {
+    let topic = unique("plays");
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let sim = simulation(&topic, count);
+    let kafka = sim.kafka.clone();
+    produce(
+        &sim,
+        CancellationToken::new(),
+        Duration::from_secs(60),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let config = Land {
+        kafka,
+        group_id: unique("g"),
+        max_rows,
+        max_age: Duration::from_millis(300),
+        ..Land::new(&dir)
+    };
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(config, db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &topic, count as i64, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    lander.await.unwrap().unwrap();
+    (topic, dir)
 }

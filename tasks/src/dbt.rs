@@ -1,0 +1,175 @@
+//! `dbt`: runs one dbt command (build by default) with a selection, streams dbt's log
+//! into the attempt's log, and turns run_results.json into the task's output, one
+//! entry per model and test. A failing model or test fails the task and is named.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use orchestrator::{ParamError, Task, TaskConfig, TaskContext};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::process::run_logged;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dbt {
+    /// The dbt command, words separated by spaces: "build", "run", "source freshness".
+    #[serde(default = "default_command")]
+    pub command: String,
+    /// A node selection (`--select`).
+    #[serde(default)]
+    pub select: Option<String>,
+    /// More arguments, passed as they are.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The dbt project (default: SETLIST_DBT_PROJECT, else ./dbt).
+    #[serde(default)]
+    pub project_dir: Option<PathBuf>,
+    /// Where profiles.yml is (default: the project folder).
+    #[serde(default)]
+    pub profiles_dir: Option<PathBuf>,
+    /// The profile target (default: the profile's, `local`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Extra environment variables for dbt.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The dbt executable (default: SETLIST_DBT, else `dbt` on the PATH).
+    #[serde(default)]
+    pub dbt: Option<PathBuf>,
+}
+
+fn default_command() -> String {
+    "build".into()
+}
+
+impl TaskConfig for Dbt {
+    fn validate(&self) -> Result<(), ParamError> {
+        if self.command.split_whitespace().next().is_none() {
+            return Err(ParamError::at(
+                "command",
+                "must name a dbt command, such as \"build\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One model's, test's or source's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeResult {
+    pub unique_id: String,
+    pub status: String,
+    pub execution_time: f64,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub failures: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Results {
+    results: Vec<NodeResult>,
+    #[serde(default)]
+    elapsed_time: f64,
+}
+
+const FAILED: [&str; 4] = ["error", "fail", "runtime error", "warn_error"];
+
+#[async_trait]
+impl Task for Dbt {
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
+        let dbt = self
+            .dbt
+            .clone()
+            .or_else(|| std::env::var("SETLIST_DBT").ok().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("dbt"));
+        let project = self
+            .project_dir
+            .clone()
+            .or_else(|| std::env::var("SETLIST_DBT_PROJECT").ok().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("dbt"));
+        let profiles = self.profiles_dir.clone().unwrap_or_else(|| project.clone());
+        let target_path = std::env::temp_dir().join(format!(
+            "setlist-dbt-{}-{}-{}",
+            ctx.run_id, ctx.task_id, ctx.try_number
+        ));
+        let mut cmd = Command::new(&dbt);
+        cmd.args(self.command.split_whitespace())
+            .arg("--project-dir")
+            .arg(&project)
+            .arg("--profiles-dir")
+            .arg(&profiles)
+            .arg("--target-path")
+            .arg(&target_path)
+            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .env("DBT_USE_COLORS", "false")
+            .envs(&self.env);
+        if let Some(select) = &self.select {
+            cmd.arg("--select").arg(select);
+        }
+        if let Some(target) = &self.target {
+            cmd.arg("--target").arg(target);
+        }
+        cmd.args(&self.args);
+        let what = format!(
+            "dbt {} ({}; install it with scripts/dbt.sh)",
+            self.command,
+            dbt.display()
+        );
+        let (status, _) = run_logged(cmd, ctx, &what).await?;
+        let file = if self.command.trim() == "source freshness" {
+            "sources.json"
+        } else {
+            "run_results.json"
+        };
+        let results: Option<Results> = std::fs::read(target_path.join(file))
+            .ok()
+            .map(|bytes| serde_json::from_slice(&bytes))
+            .transpose()
+            .with_context(|| format!("cannot read dbt's {file}"))?;
+        let _ = std::fs::remove_dir_all(&target_path);
+        let Some(results) = results else {
+            anyhow::bail!(
+                "dbt {} exited with {status} before writing {file}",
+                self.command
+            );
+        };
+        let failed: Vec<String> = results
+            .results
+            .iter()
+            .filter(|r| FAILED.contains(&r.status.as_str()))
+            .map(|r| {
+                format!(
+                    "{} ({}){}",
+                    r.unique_id,
+                    r.status,
+                    r.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        if !status.success() || !failed.is_empty() {
+            anyhow::bail!(
+                "dbt {} failed: {}",
+                self.command,
+                if failed.is_empty() {
+                    status.to_string()
+                } else {
+                    failed.join("; ")
+                }
+            );
+        }
+        Ok(serde_json::json!({
+            "command": self.command,
+            "elapsed_s": results.elapsed_time,
+            "results": results.results,
+        }))
+    }
+}

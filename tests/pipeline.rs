@@ -1,0 +1,260 @@
+//! The whole pipeline on the real servers: seeded plays -> Kafka -> lander -> the
+//! shipped spotify_pipeline DAG (load_bronze, dbt source freshness, dbt build) run by
+//! a scheduler and a worker process -> gold.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::TestDb;
+use common::streaming::{simulation, unique, wait_for_landed};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tasks::land::{Land, Lander};
+use tasks::simulate::{Generator, produce};
+use tokio_util::sync::CancellationToken;
+
+fn dbt_binary() -> String {
+    let path = std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/setlist/tools/dbt-1.11/bin/dbt",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "dbt is not installed at {path}. Install it with: scripts/dbt.sh"
+    );
+    path
+}
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined() {
+    let db = TestDb::new().await;
+    let topic = unique("plays");
+    let dir = std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string();
+    let sim = simulation(&topic, 50_000);
+    produce(
+        &sim,
+        CancellationToken::new(),
+        Duration::from_secs(60),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+
+    // Two rows the lander accepts (valid JSON of the right shape) but silver must not.
+    let mut g = Generator::new(&sim.world());
+    let mut too_long = serde_json::to_value(g.next_event()).unwrap();
+    too_long["event_id"] = uuid::Uuid::new_v4().to_string().into();
+    too_long["ms_played"] = (too_long["track_duration_ms"].as_i64().unwrap() + 1).into();
+    let mut future = serde_json::to_value(g.next_event()).unwrap();
+    future["event_id"] = uuid::Uuid::new_v4().to_string().into();
+    future["ts"] = (Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+        .into();
+    let producer: FutureProducer = sim.kafka.client(&[]).create().unwrap();
+    for poison in [&too_long, &future] {
+        let payload = serde_json::to_vec(poison).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&topic).key("poison").payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let config = Land {
+        kafka: sim.kafka.clone(),
+        group_id: unique("g"),
+        max_age: Duration::from_millis(300),
+        ..Land::new(&dir)
+    };
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(config, db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &topic, 50_002, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    lander.await.unwrap().unwrap();
+
+    // The shipped DAG file, run by real processes.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dags = std::env::temp_dir().join(unique("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::copy(
+        root.join("dags/spotify_pipeline.toml"),
+        dags.join("spotify_pipeline.toml"),
+    )
+    .unwrap();
+    let db_name = db.url.rsplit('/').next().unwrap().to_string();
+    let setlist = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_setlist"));
+        c.args(args)
+            .arg("--dags-dir")
+            .arg(&dags)
+            .env("DATABASE_URL", &db.url)
+            .env("SETLIST_STORE_URL", &dir)
+            .env("SETLIST_TOPIC", &topic)
+            .env("SETLIST_DBT", dbt_binary())
+            .env("SETLIST_DBT_PROJECT", root.join("dbt"))
+            .env("SETLIST_WAREHOUSE_DB", &db_name)
+            .env("SETLIST_LOG", "warn")
+            .stdin(Stdio::null());
+        c
+    };
+    let _procs = Procs(vec![
+        setlist(&["scheduler"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        setlist(&["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ]);
+    let out = setlist(&["dags", "trigger", "spotify_pipeline"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: i64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let state: String = sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if state == "success" {
+            break;
+        }
+        if state == "failed" || Instant::now() > deadline {
+            let errors: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT t.task_id, a.error FROM setlist.task_instances t LEFT JOIN setlist.attempts a ON a.ti_id = t.id WHERE t.run_id = $1",
+            )
+            .bind(run)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            panic!("run {run} is {state}: {errors:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let gold: i64 = sqlx::query_scalar("SELECT count(*) FROM gold.fct_plays")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(gold, 50_000);
+    // Per-region sums in the dashboard table equal the simulator's own counts.
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let mut g = Generator::new(&sim.world());
+    for _ in 0..50_000 {
+        *expected
+            .entry(g.next_event().region.into_owned())
+            .or_default() += 1;
+    }
+    let got: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT region, sum(plays)::bigint FROM gold.agg_region_hourly GROUP BY region",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(got, expected);
+    let quarantined: Vec<String> = sqlx::query_scalar(
+        "SELECT rejection_reason FROM silver.stg_bronze__plays_quarantine ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        quarantined,
+        ["ms_played exceeds track_duration_ms", "ts is in the future"]
+    );
+    // Every dbt model and test passed, and the task's output says so per node.
+    let output: serde_json::Value = sqlx::query_scalar(
+        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = 'dbt_build'",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let results = output["results"].as_array().unwrap();
+    assert!(results.len() >= 40, "{} dbt nodes", results.len());
+    for r in results {
+        assert!(
+            ["success", "pass"].contains(&r["status"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+
+    // A failing dbt test fails the task and names the test.
+    sqlx::query("UPDATE gold.fct_plays SET ms_played = track_duration_ms + 1 WHERE event_id = (SELECT min(event_id) FROM gold.fct_plays)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let task: tasks::dbt::Dbt = serde_json::from_value(serde_json::json!({
+        "command": "test",
+        "select": "ms_played_within_track",
+        "project_dir": root.join("dbt"),
+        "env": { "SETLIST_WAREHOUSE_DB": db_name },
+        "dbt": dbt_binary(),
+    }))
+    .unwrap();
+    let ctx = orchestrator::TaskContext {
+        dag_id: "adhoc".into(),
+        run_id: 0,
+        task_id: "dbt_test".into(),
+        logical_date: Utc::now(),
+        data_interval_start: Utc::now(),
+        data_interval_end: Utc::now(),
+        try_number: 1,
+        params: serde_json::json!({}),
+        conf: serde_json::json!({}),
+        upstream_outputs: BTreeMap::new(),
+        log: orchestrator::LogSink::discard(),
+        cancel: CancellationToken::new(),
+    };
+    let err = orchestrator::Task::run(&task, &ctx)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("dbt test failed: test.setlist.ms_played_within_track (fail)"),
+        "{err}"
+    );
+}
