@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Installs what is missing and runs Setlist locally: PostgreSQL and the Kafka-protocol
-# broker, then `setlist standalone`: scheduler, workers, the simulator (1,000 plays/s,
-# SETLIST_SIMULATE_RATE to change) and the lander (into .setlist/lake). Ctrl-C stops it.
+# broker and dbt, then `setlist standalone`: scheduler, workers, the simulator (1,000
+# plays/s, SETLIST_SIMULATE_RATE to change), the lander (into .setlist/lake) and the
+# spotify_pipeline DAG every minute (bronze, then dbt silver and gold). Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 eval "$(scripts/postgres.sh)"
 eval "$(scripts/kafka.sh)"
-export DATABASE_URL SETLIST_KAFKA_BROKERS
+eval "$(scripts/dbt.sh)"
+export DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT
+export SETLIST_STORE_URL="${SETLIST_STORE_URL:-$PWD/.setlist/lake}" SETLIST_DBT_PROJECT="$PWD/dbt"
 say "Building setlist (release)."
 cargo build --release --locked --bin setlist
 bin=target/release/setlist
 $bin db migrate
 $bin dags validate || say "Some DAG files have problems (above); the others run."
 say "Starting setlist standalone; in another shell: $bin runs list"
-exec $bin standalone --dags-dir dags --simulate-rate "${SETLIST_SIMULATE_RATE:-1000}" --land --store-url "${SETLIST_STORE_URL:-.setlist/lake}"
+exec $bin standalone --dags-dir dags --simulate-rate "${SETLIST_SIMULATE_RATE:-1000}" --land --store-url "$SETLIST_STORE_URL"
