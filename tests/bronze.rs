@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-use common::TestDb;
 use common::streaming::{BronzeRow, landed, simulation, unique};
+use common::{Procs, TestDb};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use object_store::ObjectStoreExt;
@@ -170,17 +170,6 @@ async fn corrupt_and_foreign_objects_fail_by_name_and_the_others_still_load() {
     assert_eq!(bad_rows, 0);
     let bad_manifest = scalar(&db, "SELECT count(*) FROM bronze.load_manifest WHERE object_key LIKE '%garbage%' OR object_key LIKE '%foreign%'").await;
     assert_eq!(bad_manifest, 0);
-}
-
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn setlist(db: &TestDb, dags: &Path, args: &[&str]) -> Child {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use common::TestDb;
-use common::streaming::{kafka_brokers, objects, rows, s3_options, unique, wait_for_landed};
+use common::streaming::{
+    kafka_brokers, lake_dir, objects, rows, s3_options, unique, wait_for_landed,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -185,10 +187,7 @@ async fn landed_rows(db: &TestDb, topic: &str) -> i64 {
 async fn a_lander_killed_at_several_points_still_lands_every_event_exactly_once() {
     let db = TestDb::new().await;
     let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let group = unique("lander");
     let sim = simulate(&topic, 30_000, 12);
     produce_all(&sim).await;
@@ -237,10 +236,7 @@ async fn a_lander_killed_at_several_points_still_lands_every_event_exactly_once(
 async fn poison_messages_go_to_the_dead_letter_prefix_and_the_rest_lands() {
     let db = TestDb::new().await;
     let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let mut sim = simulate(&topic, 1_000, 13);
     sim.partitions = 1;
     produce_all(&sim).await;
@@ -476,10 +472,7 @@ async fn a_broker_that_comes_up_late_or_freezes_mid_stream_loses_nothing() {
     let stats = producer.await.unwrap().unwrap();
     assert_eq!((stats.delivered, stats.failed), (20_000, 0));
 
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let mut config = land_config(&topic, &dir);
     config.kafka.brokers = broker.brokers();
     let shutdown = CancellationToken::new();
@@ -507,10 +500,7 @@ async fn a_broker_that_comes_up_late_or_freezes_mid_stream_loses_nothing() {
 async fn standalone_supervises_the_simulator_and_the_lander_and_stops_cleanly() {
     let db = TestDb::new().await;
     let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let dags = std::env::temp_dir().join(unique("no-dags"));
     std::fs::create_dir_all(&dags).unwrap();
     // The lander starts before the simulator has created the topic: it fails, and
@@ -566,10 +556,7 @@ async fn standalone_supervises_the_simulator_and_the_lander_and_stops_cleanly() 
 async fn two_landers_on_the_same_partitions_land_each_event_once() {
     let db = TestDb::new().await;
     let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let sim = simulate(&topic, 20_000, 16);
     produce_all(&sim).await;
     // Both claim every partition; the ledger lets only one land each offset range.

@@ -6,12 +6,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::TestDb;
-use common::streaming::{simulation, unique, wait_for_landed};
+use common::streaming::{lake_dir, simulation, unique, wait_for_landed};
+use common::{Procs, TestDb};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tasks::land::{Land, Lander};
 use tasks::simulate::{Generator, produce};
@@ -31,25 +31,11 @@ fn dbt_binary() -> String {
     path
 }
 
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test]
 async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined() {
     let db = TestDb::new().await;
     let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let sim = simulation(&topic, 50_000);
     produce(
         &sim,

@@ -7,21 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use common::{Procs, TestDb};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// Child processes that are killed when the test ends, pass or fail.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn setlist(db: &TestDb, dags: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_setlist"))

@@ -20,6 +20,16 @@ pub async fn fresh_db(admin_url: &str) -> anyhow::Result<(PgPool, String)> {
         format!("PostgreSQL does not answer at {admin_url}; start it with scripts/postgres.sh")
     })?;
     let name = format!("setlist_bench_{}", std::process::id());
+    // Earlier benchmark runs' databases are of no further use.
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'setlist_bench_%'")
+            .fetch_all(&admin)
+            .await?;
+    for db in old.iter().filter(|d| **d != name) {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+    }
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&admin)
         .await?;

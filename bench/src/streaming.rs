@@ -12,9 +12,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use sqlx::PgPool;
 use tasks::kafka::KafkaConfig;
-use tasks::land::{Land, Lander};
-use tasks::simulate::{Generator, Simulate, WorldConfig, produce as simulate_produce};
+use tasks::land::{Land, LandStats, Lander};
+use tasks::simulate::{
+    Generator, PRODUCER_SETTINGS, Simulate, WorldConfig, produce as simulate_produce,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::Args;
@@ -95,17 +98,8 @@ pub async fn produce(_args: &Args) -> anyhow::Result<()> {
     let payload = serde_json::to_vec(&g.next_event())?;
     let ceiling_topic = format!("bench-ceiling-{}", std::process::id());
     kafka(&ceiling_topic).ensure_topic(6).await?;
-    let producer: ThreadedProducer<DefaultProducerContext> = kafka(&ceiling_topic)
-        .client(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("compression.type", "lz4"),
-            ("linger.ms", "5"),
-            ("batch.size", "1000000"),
-            ("queue.buffering.max.messages", "500000"),
-            ("queue.buffering.max.kbytes", "1048576"),
-        ])
-        .create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        kafka(&ceiling_topic).client(PRODUCER_SETTINGS).create()?;
     let started = Instant::now();
     for i in 0..n {
         let key = (i % 50_000).to_string();
@@ -133,27 +127,31 @@ pub async fn produce(_args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn land_once(
-    args: &Args,
+/// Produces `n` events to a fresh topic and lands them all with `store_options` at
+/// `store_url`; returns the lander's totals and the landing's seconds.
+pub async fn produce_and_land(
+    pool: &PgPool,
+    topic: &str,
     store_url: &str,
-    options: Vec<(String, String)>,
+    store_options: Vec<(String, String)>,
     n: u64,
-    label: &str,
-) -> anyhow::Result<()> {
-    let (pool, _) = fresh_db(&args.admin_url).await?;
-    let topic = format!("bench-land-{label}-{}", std::process::id());
-    let stats = simulate_produce(
-        &simulate(&topic, n),
+) -> anyhow::Result<(LandStats, f64)> {
+    let produced = simulate_produce(
+        &simulate(topic, n),
         CancellationToken::new(),
         Duration::from_secs(3600),
         |_, _| {},
     )
     .await?;
-    anyhow::ensure!(stats.failed == 0);
+    anyhow::ensure!(
+        produced.failed == 0,
+        "{} deliveries failed",
+        produced.failed
+    );
     let config = Land {
-        kafka: kafka(&topic),
-        group_id: topic.clone(),
-        store_options: options,
+        kafka: kafka(topic),
+        group_id: topic.to_string(),
+        store_options,
         // The tail of each partition waits for max_age; keep it short so the
         // measure is throughput, not the age limit.
         max_age: Duration::from_millis(500),
@@ -163,9 +161,12 @@ async fn land_once(
     let started = Instant::now();
     let lander = tokio::spawn(Lander::new(config, pool.clone())?.run(shutdown.clone()));
     loop {
-        let landed: i64 = sqlx::query_scalar("SELECT coalesce(sum(rows), 0)::bigint FROM setlist.raw_objects WHERE state = 'written'")
-            .fetch_one(&pool)
-            .await?;
+        let landed: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(rows), 0)::bigint FROM setlist.raw_objects WHERE topic = $1 AND state = 'written'",
+        )
+        .bind(topic)
+        .fetch_one(pool)
+        .await?;
         if landed as u64 >= n {
             break;
         }
@@ -177,7 +178,23 @@ async fn land_once(
     }
     let elapsed = started.elapsed().as_secs_f64();
     shutdown.cancel();
-    let stats = lander.await??;
+    Ok((lander.await??, elapsed))
+}
+
+async fn land_once(
+    args: &Args,
+    store_url: &str,
+    options: Vec<(String, String)>,
+    n: u64,
+    label: &str,
+) -> anyhow::Result<()> {
+    let (pool, _) = fresh_db(&args.admin_url).await?;
+    let topic = format!(
+        "bench-land-{}-{}",
+        label.replace(' ', "-"),
+        std::process::id()
+    );
+    let (stats, elapsed) = produce_and_land(&pool, &topic, store_url, options, n).await?;
     println!(
         "| tansu -> lander -> Parquet ({label}), {n} events in {} objects | {:.0} events/s | >= 200,000 |",
         stats.objects,

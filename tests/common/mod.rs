@@ -11,6 +11,18 @@ use orchestrator::worker::{Executed, Worker, WorkerConfig};
 use orchestrator::{Dag, Registry};
 use sqlx::PgPool;
 
+/// Child processes that are killed when the test ends, pass or fail.
+pub struct Procs(pub Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A database of its own for one test, with the schema migrated.
 pub struct TestDb {
     pub pool: PgPool,

@@ -54,6 +54,14 @@ pub fn s3_options() -> Vec<(String, String)> {
     .collect()
 }
 
+/// A fresh folder name for a test's lake.
+pub fn lake_dir() -> String {
+    std::env::temp_dir()
+        .join(unique("lake"))
+        .display()
+        .to_string()
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -179,10 +187,7 @@ pub fn simulation(topic: &str, count: u64) -> Simulate {
 /// Produces `count` seeded events to a fresh topic and lands them in a fresh folder.
 pub async fn landed(db: &crate::common::TestDb, count: u64, max_rows: usize) -> (String, String) {
     let topic = unique("plays");
-    let dir = std::env::temp_dir()
-        .join(unique("lake"))
-        .display()
-        .to_string();
+    let dir = lake_dir();
     let sim = simulation(&topic, count);
     let kafka = sim.kafka.clone();
     produce(

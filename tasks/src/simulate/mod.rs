@@ -108,6 +108,19 @@ impl TaskConfig for Simulate {
     }
 }
 
+/// How the simulator produces: idempotent, acks from all replicas, lz4, batched;
+/// librdkafka retries a down broker for ten minutes before a delivery fails.
+pub const PRODUCER_SETTINGS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("compression.type", "lz4"),
+    ("linger.ms", "5"),
+    ("batch.size", "1000000"),
+    ("queue.buffering.max.messages", "500000"),
+    ("queue.buffering.max.kbytes", "1048576"),
+    ("message.timeout.ms", "600000"),
+];
+
 /// What a simulation produced.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SimulateStats {
@@ -157,16 +170,7 @@ pub async fn produce(
     config.kafka.ensure_topic(config.partitions).await?;
     let producer: ThreadedProducer<Counting> = config
         .kafka
-        .client(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("compression.type", "lz4"),
-            ("linger.ms", "5"),
-            ("batch.size", "1000000"),
-            ("queue.buffering.max.messages", "500000"),
-            ("queue.buffering.max.kbytes", "1048576"),
-            ("message.timeout.ms", "600000"),
-        ])
+        .client(PRODUCER_SETTINGS)
         .create_with_context(Counting::default())
         .context("Failed to create the Kafka producer")?;
     let config = config.clone();
