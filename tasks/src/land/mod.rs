@@ -86,7 +86,7 @@ fn default_max_rows() -> usize {
     100_000
 }
 fn default_max_bytes() -> usize {
-    16 * 1024 * 1024
+    64 * 1024 * 1024
 }
 fn default_max_age() -> Duration {
     Duration::from_secs(5)
@@ -409,11 +409,23 @@ impl Lander {
                 });
             }
         }
-        let full = state.builder.rows + state.dead.len() >= self.config.max_rows
-            || state.bytes >= self.config.max_bytes;
+        let full = state.builder.rows + state.dead.len() >= self.config.max_rows;
         let redo_done = state.resume.pending.is_some_and(|(_, last)| offset >= last);
+        self.buffered += payload.len();
         if redo_done || (state.resume.pending.is_none() && full) {
             self.flush(partition).await?;
+        }
+        if self.buffered >= self.config.max_bytes {
+            // Over the memory budget: write the largest open batch.
+            let largest = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.first.is_some() && s.resume.pending.is_none())
+                .max_by_key(|(_, s)| s.bytes)
+                .map(|(p, _)| *p);
+            if let Some(p) = largest {
+                self.flush(p).await?;
+            }
         }
         Ok(())
     }
