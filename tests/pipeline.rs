@@ -159,6 +159,13 @@ async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // The lander's new objects also started the DAG by themselves.
+    let triggered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM setlist.dag_runs WHERE run_type = 'triggered'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(triggered >= 1, "no data-triggered run");
     let gold: i64 = sqlx::query_scalar("SELECT count(*) FROM gold.fct_plays")
         .fetch_one(&db.pool)
         .await

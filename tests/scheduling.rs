@@ -264,3 +264,59 @@ async fn a_manual_trigger_carries_conf_and_a_second_at_the_same_date_conflicts()
         .unwrap_err();
     assert_eq!(err.to_string(), "conf must be a JSON object");
 }
+
+#[tokio::test]
+async fn new_data_starts_one_run_at_a_time_of_the_dags_triggered_by_it() {
+    let db = TestDb::new().await;
+    let s = scheduler_with(
+        &db,
+        &[(
+            "fresh.toml",
+            "[dag]\nid = \"fresh\"\ntriggered_by = [\"raw/plays\"]\nmax_active_runs = 1\n[[task]]\nid = \"t\"\nkind = \"noop\"\n",
+        )],
+    )
+    .await;
+    let now = Utc::now();
+    assert_eq!(
+        s.tick(now).await.unwrap().runs_created,
+        0,
+        "no data, no run"
+    );
+    let publish = |dataset: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            orchestrator::store::datasets::publish(&mut conn, dataset)
+                .await
+                .unwrap();
+        }
+    };
+    publish("raw/plays").await;
+    publish("something/else").await;
+    let out = s.tick(now).await.unwrap();
+    assert_eq!((out.runs_created, out.runs_started), (1, 1));
+    // More data while the run is running: one more run queues, and only one.
+    publish("raw/plays").await;
+    assert_eq!(s.tick(now).await.unwrap().runs_created, 1);
+    publish("raw/plays").await;
+    assert_eq!(
+        s.tick(now).await.unwrap().runs_created,
+        0,
+        "a triggered run already waits"
+    );
+    let w = worker(&db).await;
+    drain(&w).await;
+    s.tick(now).await.unwrap();
+    drain(&w).await;
+    // The queued run saw the last event: nothing is left to trigger.
+    assert_eq!(s.tick(now).await.unwrap().runs_created, 0);
+    let types: Vec<(String, String)> =
+        sqlx::query_as("SELECT run_type, state FROM setlist.dag_runs ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        types,
+        vec![("triggered".to_string(), "success".to_string()); 2]
+    );
+}

@@ -17,7 +17,7 @@ use crate::dag::{Dag, DagBag, load_dir};
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::store::runs::{self, RunType};
-use crate::store::{SCHEDULER_CHANNEL, dags, transitions, workers};
+use crate::store::{SCHEDULER_CHANNEL, dags, datasets, transitions, workers};
 
 /// How the scheduler behaves.
 #[derive(Debug, Clone)]
@@ -97,6 +97,13 @@ impl Scheduler {
                 continue;
             }
             out.runs_created += self.create_due_runs(dag, now).await?;
+            if datasets::trigger_if_changed(&self.pool, dag)
+                .await?
+                .is_some()
+            {
+                out.runs_created += 1;
+                tracing::info!(dag = %dag.id, "Created a run for new data.");
+            }
         }
         out.attempts_reaped = workers::reap_lost(&self.pool, self.config.worker_timeout).await?;
         out.runs_finalized = transitions::finalize_finished_runs(&self.pool).await?;

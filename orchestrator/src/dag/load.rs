@@ -25,6 +25,7 @@ const DAG_KEYS: &[&str] = &[
     "start_date",
     "catchup",
     "max_active_runs",
+    "triggered_by",
 ];
 const RETRY_KEYS: &[&str] = &[
     "retries",
@@ -158,6 +159,7 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
             start_date: h.start_date,
             catchup: h.catchup,
             max_active_runs: h.max_active_runs,
+            triggered_by: h.triggered_by,
             tasks,
             file: file.to_path_buf(),
         }),
@@ -195,6 +197,7 @@ struct Header {
     start_date: Option<DateTime<Utc>>,
     catchup: bool,
     max_active_runs: u32,
+    triggered_by: Vec<String>,
 }
 
 fn is_valid_id(id: &str) -> bool {
@@ -269,7 +272,12 @@ fn read_dag_header(w: &mut Walker<'_>, t: &DeTable<'_>) -> Option<Header> {
         Some((n, _)) => n,
         None => 16,
     };
+    let triggered_by = w
+        .strings(t, "triggered_by", S)
+        .map(|v| v.into_iter().map(|s| s.0).collect())
+        .unwrap_or_default();
     Some(Header {
+        triggered_by,
         id: id?,
         description,
         tags,

@@ -30,6 +30,8 @@ pub struct Dag {
     /// `start_date`), or only the latest one.
     pub catchup: bool,
     pub max_active_runs: u32,
+    /// Datasets whose changes start a run (see [`crate::store::datasets`]).
+    pub triggered_by: Vec<String>,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
     #[serde(skip)]

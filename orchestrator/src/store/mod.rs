@@ -2,6 +2,7 @@
 //! live in `queries/*.sql`.
 
 pub mod dags;
+pub mod datasets;
 pub mod runs;
 pub mod transitions;
 pub mod workers;

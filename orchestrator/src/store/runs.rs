@@ -15,6 +15,8 @@ pub enum RunType {
     Scheduled,
     Manual,
     Backfill,
+    /// Started because a dataset the DAG is triggered by changed.
+    Triggered,
 }
 
 impl RunType {
@@ -23,6 +25,7 @@ impl RunType {
             RunType::Scheduled => "scheduled",
             RunType::Manual => "manual",
             RunType::Backfill => "backfill",
+            RunType::Triggered => "triggered",
         }
     }
 }

@@ -89,7 +89,9 @@ pub async fn announce(pool: &PgPool, e: &Entry<'_>) -> sqlx::Result<bool> {
     Ok(inserted == 1)
 }
 
-/// Marks an object durable and tells listeners about it.
+/// Marks an object durable, tells listeners about it, and records a change of the
+/// dataset named by the object's prefix (`raw/plays`), which starts the DAGs
+/// `triggered_by` it.
 pub async fn written(
     pool: &PgPool,
     topic: &str,
@@ -112,5 +114,13 @@ pub async fn written(
         .bind(key.unwrap_or(""))
         .execute(&mut *tx)
         .await?;
+    if let Some(dataset) = key.and_then(|k| k.split("/dt=").next()) {
+        orchestrator::store::datasets::publish(&mut tx, dataset)
+            .await
+            .map_err(|e| match e {
+                orchestrator::Error::Database(e) => e,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
+    }
     tx.commit().await
 }
