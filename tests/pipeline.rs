@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::streaming::{lake_dir, simulation, unique, wait_for_landed};
+use common::streaming::{lake_dir, s3_options, simulation, unique, wait_for_landed};
 use common::{Procs, TestDb};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tasks::land::{Land, Lander};
@@ -33,9 +33,34 @@ fn dbt_binary() -> String {
 
 #[tokio::test]
 async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined() {
+    pipeline(lake_dir(), Vec::new()).await;
+}
+
+#[tokio::test]
+async fn the_same_pipeline_runs_with_the_lake_on_s3() {
+    pipeline(format!("s3://setlist/{}", unique("pipeline")), s3_options()).await;
+}
+
+/// The S3 options as the AWS_* variables a worker process reads.
+fn aws_env(options: &[(String, String)]) -> Vec<(String, String)> {
+    options
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = match k.as_str() {
+                "endpoint" => "AWS_ENDPOINT_URL",
+                "access_key_id" => "AWS_ACCESS_KEY_ID",
+                "secret_access_key" => "AWS_SECRET_ACCESS_KEY",
+                "region" => "AWS_REGION",
+                _ => return None,
+            };
+            Some((name.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     let db = TestDb::new().await;
     let topic = unique("plays");
-    let dir = lake_dir();
     let sim = simulation(&topic, 50_000);
     produce(
         &sim,
@@ -73,6 +98,7 @@ async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined
         kafka: sim.kafka.clone(),
         group_id: unique("g"),
         max_age: Duration::from_millis(300),
+        store_options: store_options.clone(),
         ..Land::new(&dir)
     };
     let shutdown = CancellationToken::new();
@@ -107,6 +133,7 @@ async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined
             .env("SETLIST_DBT_PROJECT", root.join("dbt"))
             .env("SETLIST_WAREHOUSE_DB", &db_name)
             .env("SETLIST_LOG", "warn")
+            .envs(aws_env(&store_options))
             .stdin(Stdio::null());
         c
     };
