@@ -3,14 +3,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use common::streaming::{BronzeRow, landed, simulation, unique};
-use common::{Procs, TestDb};
+use common::{Procs, TestDb, spawn_setlist, trigger_via_cli};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use object_store::ObjectStoreExt;
@@ -172,20 +170,6 @@ async fn corrupt_and_foreign_objects_fail_by_name_and_the_others_still_load() {
     assert_eq!(bad_manifest, 0);
 }
 
-fn setlist(db: &TestDb, dags: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(args)
-        .arg("--dags-dir")
-        .arg(dags)
-        .env("DATABASE_URL", &db.url)
-        .env("SETLIST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_once() {
     let db = TestDb::new().await;
@@ -201,7 +185,7 @@ async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_onc
     .unwrap();
     let objects = scalar(&db, "SELECT count(*) FROM setlist.raw_objects").await;
     let mut procs = Procs(vec![
-        setlist(
+        spawn_setlist(
             &db,
             &dags,
             &[
@@ -212,19 +196,9 @@ async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_onc
                 "300ms",
             ],
         ),
-        setlist(&db, &dags, &["worker", "--heartbeat-interval", "300ms"]),
+        spawn_setlist(&db, &dags, &["worker", "--heartbeat-interval", "300ms"]),
     ]);
-    let out = Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(["dags", "trigger", "load", "--dags-dir"])
-        .arg(&dags)
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    trigger_via_cli(&db, &dags, "load");
     // Kill the worker once the load is under way but not done.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -243,7 +217,7 @@ async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_onc
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     kill(Pid::from_raw(procs.0[1].id() as i32), Signal::SIGKILL).unwrap();
-    procs.0.push(setlist(
+    procs.0.push(spawn_setlist(
         &db,
         &dags,
         &["worker", "--heartbeat-interval", "300ms"],

@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Procs, TestDb};
+use common::{Procs, TestDb, spawn_setlist, trigger_via_cli};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-fn setlist(db: &TestDb, dags: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(args)
-        .arg("--dags-dir")
-        .arg(dags)
-        .env("DATABASE_URL", &db.url)
-        .env("SETLIST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start setlist")
-}
 
 fn dag_dir(files: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("setlist-proc-{}", uuid::Uuid::new_v4().simple()));
@@ -69,9 +55,9 @@ async fn a_scheduler_and_two_worker_processes_run_every_task_exactly_once() {
     let db = TestDb::new().await;
     let dir = dag_dir(&[("fan.toml", &fan_out(24))]);
     let _procs = Procs(vec![
-        setlist(&db, &dir, &["scheduler", "--housekeeping-interval", "1s"]),
-        setlist(&db, &dir, &["worker", "--concurrency", "4"]),
-        setlist(&db, &dir, &["worker", "--concurrency", "4"]),
+        spawn_setlist(&db, &dir, &["scheduler", "--housekeeping-interval", "1s"]),
+        spawn_setlist(&db, &dir, &["worker", "--concurrency", "4"]),
+        spawn_setlist(&db, &dir, &["worker", "--concurrency", "4"]),
     ]);
     wait_for(
         &db,
@@ -80,17 +66,7 @@ async fn a_scheduler_and_two_worker_processes_run_every_task_exactly_once() {
         "two workers",
     )
     .await;
-    let out = Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(["dags", "trigger", "fan", "--dags-dir"])
-        .arg(&dir)
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    trigger_via_cli(&db, &dir, "fan");
     wait_for(
         &db,
         "SELECT count(*) FROM setlist.dag_runs WHERE state = 'success'",
@@ -144,7 +120,7 @@ async fn a_worker_killed_mid_task_is_reaped_and_the_retry_completes_the_run() {
         "#,
     )]);
     let mut procs = Procs(vec![
-        setlist(
+        spawn_setlist(
             &db,
             &dir,
             &[
@@ -155,7 +131,7 @@ async fn a_worker_killed_mid_task_is_reaped_and_the_retry_completes_the_run() {
                 "500ms",
             ],
         ),
-        setlist(&db, &dir, &["worker", "--heartbeat-interval", "500ms"]),
+        spawn_setlist(&db, &dir, &["worker", "--heartbeat-interval", "500ms"]),
     ]);
     wait_for(
         &db,
@@ -164,13 +140,7 @@ async fn a_worker_killed_mid_task_is_reaped_and_the_retry_completes_the_run() {
         "the worker",
     )
     .await;
-    let out = Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(["dags", "trigger", "long", "--dags-dir"])
-        .arg(&dir)
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    trigger_via_cli(&db, &dir, "long");
     wait_for(
         &db,
         "SELECT count(*) FROM setlist.task_instances WHERE state = 'running'",
@@ -182,7 +152,7 @@ async fn a_worker_killed_mid_task_is_reaped_and_the_retry_completes_the_run() {
     let victim = &mut procs.0[1];
     kill(Pid::from_raw(victim.id() as i32), Signal::SIGKILL).unwrap();
     victim.wait().unwrap();
-    procs.0.push(setlist(
+    procs.0.push(spawn_setlist(
         &db,
         &dir,
         &["worker", "--heartbeat-interval", "500ms"],
@@ -228,12 +198,12 @@ async fn two_scheduler_processes_create_each_run_exactly_once() {
         ),
     )]);
     let _procs = Procs(vec![
-        setlist(
+        spawn_setlist(
             &db,
             &dir,
             &["scheduler", "--housekeeping-interval", "200ms"],
         ),
-        setlist(
+        spawn_setlist(
             &db,
             &dir,
             &["scheduler", "--housekeeping-interval", "200ms"],

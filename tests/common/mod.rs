@@ -23,6 +23,36 @@ impl Drop for Procs {
     }
 }
 
+/// Starts `setlist ARGS --dags-dir DAGS` against the test's database.
+pub fn spawn_setlist(db: &TestDb, dags: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args(args)
+        .arg("--dags-dir")
+        .arg(dags)
+        .env("DATABASE_URL", &db.url)
+        .env("SETLIST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start setlist")
+}
+
+/// `setlist dags trigger DAG` as a person would type it; panics unless it succeeds.
+pub fn trigger_via_cli(db: &TestDb, dags: &Path, dag_id: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args(["dags", "trigger", dag_id, "--dags-dir"])
+        .arg(dags)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A database of its own for one test, with the schema migrated.
 pub struct TestDb {
     pub pool: PgPool,
