@@ -23,10 +23,11 @@ if ! answers; then
   "actions": ["Admin", "Read", "List", "Write"]}]}
 JSON
     say "Starting SeaweedFS S3 on 127.0.0.1:$port."
-    (cd "$data" && nohup "$venv/bin/weed" mini -dir="$data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" \
-        -s3.config="$data/creds.json" -bucket=setlist -master.telemetry=false -webdav=false -admin.ui=false \
-        >"$SETLIST_HOME/seaweedfs.log" 2>&1 </dev/null &
-        echo $! >"$SETLIST_HOME/seaweedfs.pid")
+    # exec, so that no shell stays behind holding the caller's $(...) pipe open.
+    (cd "$data" && exec nohup "$venv/bin/weed" mini -dir="$data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -s3.port="$port" -s3.config="$data/creds.json" -bucket=setlist -master.telemetry=false \
+        -webdav=false -admin.ui=false >"$SETLIST_HOME/seaweedfs.log" 2>&1 </dev/null) &
+    echo $! >"$SETLIST_HOME/seaweedfs.pid"
     for _ in $(seq 1 150); do answers && break; sleep 0.1; done
     sleep 1
 fi

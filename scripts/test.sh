@@ -20,4 +20,10 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo test"
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log"
+# A hung test must fail CI loudly, well inside its 90 minutes, not eat them all;
+# cargo test names any test still running after 60 s in the log.
+status=0
+timeout --signal=TERM --kill-after=30s "${SETLIST_TEST_TIMEOUT:-40m}" \
+    cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log" || status=$?
+[ "$status" != 124 ] || die "The tests did not finish within ${SETLIST_TEST_TIMEOUT:-40m} (see the slow tests named above)."
+exit "$status"
