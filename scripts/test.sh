@@ -9,6 +9,7 @@ eval "$(scripts/postgres.sh)"
 eval "$(scripts/kafka.sh)"
 eval "$(scripts/s3.sh)"
 eval "$(scripts/dbt.sh)"
+eval "$(scripts/snowflake.sh)"
 export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT
 
 # Each test makes its own database named setlist_t_*; drop the ones earlier runs left.

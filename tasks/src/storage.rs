@@ -72,6 +72,18 @@ impl Storage {
         })
     }
 
+    /// This store's root as a warehouse stage URL with a trailing slash
+    /// (`file:///abs/dir/` or `s3://bucket/prefix/`), so a stage over it names
+    /// each object by the same relative key the ledger holds.
+    pub fn stage_url(&self) -> anyhow::Result<String> {
+        if self.url.starts_with("s3://") {
+            return Ok(format!("{}/", self.url.trim_end_matches('/')));
+        }
+        let dir = self.url.strip_prefix("file://").unwrap_or(&self.url);
+        let abs = std::fs::canonicalize(dir).with_context(|| format!("no folder {dir}"))?;
+        Ok(format!("file://{}/", abs.display()))
+    }
+
     /// The full key of `relative` under this store's prefix.
     pub fn key(&self, relative: &str) -> Path {
         if self.root.as_ref().is_empty() {

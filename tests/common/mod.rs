@@ -25,8 +25,19 @@ impl Drop for Procs {
 
 /// Starts `setlist ARGS --dags-dir DAGS` against the test's database.
 pub fn spawn_setlist(db: &TestDb, dags: &Path, args: &[&str]) -> std::process::Child {
+    spawn_setlist_with(db, dags, args, &[])
+}
+
+/// [`spawn_setlist`] with more environment variables.
+pub fn spawn_setlist_with(
+    db: &TestDb,
+    dags: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_setlist"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--dags-dir")
         .arg(dags)
         .env("DATABASE_URL", &db.url)
@@ -51,6 +62,28 @@ pub fn trigger_via_cli(db: &TestDb, dags: &Path, dag_id: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Waits until the latest run of `dag_id` finishes; returns its state.
+pub async fn wait_for_run(pool: &PgPool, dag_id: &str, limit: std::time::Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM setlist.dag_runs WHERE dag_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(dag_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some(s) = state.filter(|s| s == "success" || s == "failed") {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run of {dag_id} did not finish within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A database of its own for one test, with the schema migrated.

@@ -4,6 +4,7 @@
 //! retry loads the object again, once.
 
 pub mod postgres;
+pub mod snowflake;
 
 use std::collections::HashSet;
 
@@ -47,6 +48,9 @@ pub struct LoadBronze {
     /// S3 settings instead of the AWS_* environment.
     #[serde(default)]
     pub store_options: Vec<(String, String)>,
+    /// `postgres` (the default) or `snowflake` (default: SETLIST_WAREHOUSE).
+    #[serde(default)]
+    pub warehouse: Option<WarehouseKind>,
     /// The PostgreSQL warehouse (default: SETLIST_WAREHOUSE_URL, else DATABASE_URL).
     #[serde(default)]
     pub warehouse_url: Option<String>,
@@ -58,6 +62,25 @@ pub struct LoadBronze {
     /// At most this many objects per run; the next run takes the rest.
     #[serde(default = "default_max_objects")]
     pub max_objects: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarehouseKind {
+    Postgres,
+    Snowflake,
+}
+
+impl WarehouseKind {
+    fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("SETLIST_WAREHOUSE").as_deref() {
+            Err(_) | Ok("") | Ok("postgres") => Ok(Self::Postgres),
+            Ok("snowflake") => Ok(Self::Snowflake),
+            Ok(other) => {
+                anyhow::bail!("SETLIST_WAREHOUSE is {other:?}; use postgres or snowflake")
+            }
+        }
+    }
 }
 
 fn default_max_objects() -> i64 {
@@ -200,18 +223,29 @@ impl Task for LoadBronze {
             .collect();
         let storage = Storage::open_with(&store_url, &options)?;
         let state_url = env_or(&self.state_url, &["DATABASE_URL"], None)?;
-        let warehouse_url = env_or(
-            &self.warehouse_url,
-            &["SETLIST_WAREHOUSE_URL", "DATABASE_URL"],
-            None,
-        )?;
         let state = PgPool::connect(&state_url)
             .await
             .context("Failed to connect to the state store")?;
-        let warehouse = postgres::Postgres::connect(&warehouse_url).await?;
+        let warehouse: Box<dyn Warehouse> =
+            match self.warehouse.map_or_else(WarehouseKind::from_env, Ok)? {
+                WarehouseKind::Postgres => {
+                    let url = env_or(
+                        &self.warehouse_url,
+                        &["SETLIST_WAREHOUSE_URL", "DATABASE_URL"],
+                        None,
+                    )?;
+                    Box::new(postgres::Postgres::connect(&url).await?)
+                }
+                WarehouseKind::Snowflake => {
+                    let config = snowflake::SnowflakeConfig::from_env(Some(storage.stage_url()?))?;
+                    Box::new(snowflake::Snowflake::connect(config).await?)
+                }
+            };
         let log = ctx.log.clone();
         let report = self
-            .run_with(&state, &warehouse, &storage, move |line| log.info(line))
+            .run_with(&state, warehouse.as_ref(), &storage, move |line| {
+                log.info(line)
+            })
             .await?;
         if !report.failed.is_empty() {
             let names: Vec<&str> = report.failed.iter().map(|(k, _)| k.as_str()).collect();
