@@ -86,7 +86,7 @@ async fn objects_load_into_snowflake_once_even_when_the_manifest_is_lost() {
     let mut want: BTreeMap<String, i64> = BTreeMap::new();
     for _ in 0..3_000 {
         let e = generator.next_event();
-        *want.entry(e.region.to_string()).or_default() += e.ms_played as i64;
+        *want.entry(e.region.to_string()).or_default() += e.ms_played;
     }
     let mut got: BTreeMap<String, i64> = BTreeMap::new();
     for row in sf
