@@ -58,6 +58,110 @@ fn aws_env(options: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Lands everything on the topic until `total` events are in the ledger.
+async fn land(
+    db: &TestDb,
+    sim: &tasks::simulate::Simulate,
+    dir: &str,
+    store_options: &[(String, String)],
+    total: i64,
+) {
+    let config = Land {
+        kafka: sim.kafka.clone(),
+        group_id: format!("g-{}", sim.kafka.topic),
+        max_age: Duration::from_millis(300),
+        store_options: store_options.to_vec(),
+        ..Land::new(dir)
+    };
+    let shutdown = CancellationToken::new();
+    let lander = tokio::spawn(
+        Lander::new(config, db.pool.clone())
+            .unwrap()
+            .run(shutdown.clone()),
+    );
+    wait_for_landed(&db.pool, &sim.kafka.topic, total, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    lander.await.unwrap().unwrap();
+}
+
+/// Triggers spotify_pipeline with the CLI and waits for that run to succeed.
+async fn run_pipeline(db: &TestDb, setlist: &dyn Fn(&[&str]) -> Command) -> i64 {
+    let out = setlist(&["dags", "trigger", "spotify_pipeline"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: i64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let state: String = sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if state == "success" {
+            return run;
+        }
+        if state == "failed" || Instant::now() > deadline {
+            let errors: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT t.task_id, a.error FROM setlist.task_instances t LEFT JOIN setlist.attempts a ON a.ti_id = t.id WHERE t.run_id = $1",
+            )
+            .bind(run)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            panic!("run {run} is {state}: {errors:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every node of a dbt_build task's output passed; returns how many there were.
+async fn all_dbt_nodes_passed(db: &TestDb, run: i64) -> usize {
+    let output: serde_json::Value = sqlx::query_scalar(
+        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = 'dbt_build'",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let results = output["results"].as_array().unwrap();
+    for r in results {
+        assert!(
+            ["success", "pass"].contains(&r["status"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+    results.len()
+}
+
+/// Plays per region as the simulator made them, for `count` events of `sim`.
+fn regions_of(sim: &tasks::simulate::Simulate, count: u64, into: &mut BTreeMap<String, i64>) {
+    let mut g = Generator::new(&sim.world());
+    for _ in 0..count {
+        *into.entry(g.next_event().region.into_owned()).or_default() += 1;
+    }
+}
+
+async fn gold_regions(db: &TestDb) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT region, sum(plays)::bigint FROM gold.agg_region_hourly GROUP BY region",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
 async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     let db = TestDb::new().await;
     let topic = unique("plays");
@@ -94,22 +198,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
             .unwrap();
     }
 
-    let config = Land {
-        kafka: sim.kafka.clone(),
-        group_id: unique("g"),
-        max_age: Duration::from_millis(300),
-        store_options: store_options.clone(),
-        ..Land::new(&dir)
-    };
-    let shutdown = CancellationToken::new();
-    let lander = tokio::spawn(
-        Lander::new(config, db.pool.clone())
-            .unwrap()
-            .run(shutdown.clone()),
-    );
-    wait_for_landed(&db.pool, &topic, 50_002, Duration::from_secs(120)).await;
-    shutdown.cancel();
-    lander.await.unwrap().unwrap();
+    land(&db, &sim, &dir, &store_options, 50_002).await;
 
     // The shipped DAG file, run by real processes.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -149,42 +238,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
             .spawn()
             .unwrap(),
     ]);
-    let out = setlist(&["dags", "trigger", "spotify_pipeline"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run: i64 = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let state: String = sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1")
-            .bind(run)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        if state == "success" {
-            break;
-        }
-        if state == "failed" || Instant::now() > deadline {
-            let errors: Vec<(String, Option<String>)> = sqlx::query_as(
-                "SELECT t.task_id, a.error FROM setlist.task_instances t LEFT JOIN setlist.attempts a ON a.ti_id = t.id WHERE t.run_id = $1",
-            )
-            .bind(run)
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-            panic!("run {run} is {state}: {errors:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let run = run_pipeline(&db, &setlist).await;
 
     // The lander's new objects also started the DAG by themselves.
     let triggered: i64 =
@@ -199,22 +253,9 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
         .unwrap();
     assert_eq!(gold, 50_000);
     // Per-region sums in the dashboard table equal the simulator's own counts.
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    let mut g = Generator::new(&sim.world());
-    for _ in 0..50_000 {
-        *expected
-            .entry(g.next_event().region.into_owned())
-            .or_default() += 1;
-    }
-    let got: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT region, sum(plays)::bigint FROM gold.agg_region_hourly GROUP BY region",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
-    assert_eq!(got, expected);
+    let mut expected = BTreeMap::new();
+    regions_of(&sim, 50_000, &mut expected);
+    assert_eq!(gold_regions(&db).await, expected);
     let quarantined: Vec<String> = sqlx::query_scalar(
         "SELECT rejection_reason FROM silver.stg_bronze__plays_quarantine ORDER BY 1",
     )
@@ -226,21 +267,38 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
         ["ms_played exceeds track_duration_ms", "ts is in the future"]
     );
     // Every dbt model and test passed, and the task's output says so per node.
-    let output: serde_json::Value = sqlx::query_scalar(
-        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = 'dbt_build'",
+    let nodes = all_dbt_nodes_passed(&db, run).await;
+    assert!(nodes >= 40, "{nodes} dbt nodes");
+
+    // A second batch: 5,000 replays of events gold already holds and 5,000 new ones.
+    // The incremental models add the new plays once and quarantine the replays.
+    let replay = simulation(&topic, 5_000);
+    let fresh = tasks::simulate::Simulate {
+        seed: 7,
+        ..simulation(&topic, 5_000)
+    };
+    for more in [&replay, &fresh] {
+        produce(more, CancellationToken::new(), Duration::from_secs(60), |_, _| {})
+            .await
+            .unwrap();
+    }
+    land(&db, &sim, &dir, &store_options, 60_002).await;
+    let second = run_pipeline(&db, &setlist).await;
+    let gold: i64 = sqlx::query_scalar("SELECT count(*) FROM gold.fct_plays")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(gold, 55_000);
+    regions_of(&fresh, 5_000, &mut expected);
+    assert_eq!(gold_regions(&db).await, expected);
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM silver.stg_bronze__plays_quarantine WHERE rejection_reason = 'duplicate event_id'",
     )
-    .bind(run)
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    let results = output["results"].as_array().unwrap();
-    assert!(results.len() >= 40, "{} dbt nodes", results.len());
-    for r in results {
-        assert!(
-            ["success", "pass"].contains(&r["status"].as_str().unwrap()),
-            "{r}"
-        );
-    }
+    assert_eq!(duplicates, 5_000);
+    all_dbt_nodes_passed(&db, second).await;
 
     // A failing dbt test fails the task and names the test.
     sqlx::query("UPDATE gold.fct_plays SET ms_played = track_duration_ms + 1 WHERE event_id = (SELECT min(event_id) FROM gold.fct_plays)")

@@ -1,29 +1,19 @@
 {{ config(materialized='view') }}
 
--- Every bronze row with the first rule it breaks (null when it breaks none) and its
--- position among rows of the same event_id (1 = the first loaded).
-with source as (
-    select * from {{ source('bronze', 'plays') }}
-),
-
-checked as (
-    select
-        source.*,
-        case
-            when event_id is null then 'event_id is missing'
-            when not {{ is_uuid('event_id') }} then 'event_id is not a UUID'
-            when ts is null then 'ts is missing'
-            when ts > {{ dbt.dateadd('minute', 5, 'loaded_at') }} then 'ts is in the future'
-            when user_id is null or user_id = '' then 'user_id is missing'
-            when track_id is null or track_id = '' then 'track_id is missing'
-            when track_duration_ms is null or track_duration_ms <= 0 then 'track_duration_ms is not positive'
-            when ms_played is null or ms_played < 0 then 'ms_played is negative'
-            when ms_played > track_duration_ms then 'ms_played exceeds track_duration_ms'
-            when region not in ('North America', 'Latin America', 'Europe', 'Asia Pacific', 'Middle East & Africa')
-                then 'unknown region'
-        end as rejection_reason,
-        row_number() over (partition by event_id order by loaded_at, source_object, kafka_offset) as copy_number
-    from source
-)
-
-select * from checked
+-- Every bronze row with the first rule it breaks (null when it breaks none).
+select
+    source.*,
+    case
+        when event_id is null then 'event_id is missing'
+        when not {{ is_uuid('event_id') }} then 'event_id is not a UUID'
+        when ts is null then 'ts is missing'
+        when ts > {{ dbt.dateadd('minute', 5, 'loaded_at') }} then 'ts is in the future'
+        when user_id is null or user_id = '' then 'user_id is missing'
+        when track_id is null or track_id = '' then 'track_id is missing'
+        when track_duration_ms is null or track_duration_ms <= 0 then 'track_duration_ms is not positive'
+        when ms_played is null or ms_played < 0 then 'ms_played is negative'
+        when ms_played > track_duration_ms then 'ms_played exceeds track_duration_ms'
+        when region not in ('North America', 'Latin America', 'Europe', 'Asia Pacific', 'Middle East & Africa')
+            then 'unknown region'
+    end as rejection_reason
+from {{ source('bronze', 'plays') }} as source

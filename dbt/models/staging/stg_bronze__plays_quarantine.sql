@@ -1,9 +1,7 @@
--- Silver: bronze rows kept out of gold, each with its reason. A second copy of an
--- event_id is quarantined as a duplicate.
-with checked as (
-    select * from {{ ref('int_bronze__plays_checked') }}
-)
+{{ config(materialized='view') }}
 
+-- Silver: bronze rows kept out of gold, each with the rule it broke. A second copy
+-- of an event_id is quarantined as a duplicate.
 select
     event_id,
     ts,
@@ -15,6 +13,6 @@ select
     source_object,
     load_id,
     loaded_at,
-    coalesce(rejection_reason, 'duplicate event_id') as rejection_reason
-from checked
-where rejection_reason is not null or copy_number > 1
+    rejection_reason
+from {{ ref('int_bronze__plays_triaged') }}
+where rejection_reason is not null

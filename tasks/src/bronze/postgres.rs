@@ -41,10 +41,17 @@ fn field(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The rows of `batch` in COPY's binary format (the raw columns, then
-/// source_object and load_id): no text parsing on the server.
-fn copy_binary(key: &str, load_id: Uuid, batch: &RecordBatch, out: &mut Vec<u8>) {
+/// source_object, load_id and loaded_at): no text parsing on the server.
+fn copy_binary(
+    key: &str,
+    load_id: Uuid,
+    loaded_at: chrono::DateTime<chrono::Utc>,
+    batch: &RecordBatch,
+    out: &mut Vec<u8>,
+) {
     let columns = batch.columns();
-    let count = (columns.len() + 2) as i16;
+    let count = (columns.len() + 3) as i16;
+    let loaded_at = (loaded_at.timestamp_micros() - PG_EPOCH_OFFSET_US).to_be_bytes();
     for row in 0..batch.num_rows() {
         out.extend_from_slice(&count.to_be_bytes());
         for column in columns {
@@ -72,6 +79,7 @@ fn copy_binary(key: &str, load_id: Uuid, batch: &RecordBatch, out: &mut Vec<u8>)
         }
         field(out, key.as_bytes());
         field(out, load_id.as_bytes());
+        field(out, &loaded_at);
     }
 }
 
@@ -87,6 +95,9 @@ impl Warehouse for Postgres {
             .execute(&mut *tx)
             .await?;
         sqlx::query(include_str!("sql/create_bronze_plays.sql"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS plays_loaded_at ON bronze.plays (loaded_at)")
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -121,14 +132,23 @@ impl Warehouse for Postgres {
     ) -> anyhow::Result<Option<u64>> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let mut tx = self.pool.begin().await?;
-        // The manifest row first: a second loader of this object waits on it, then skips.
+        // Loads commit one at a time, each stamped once it holds the lock, so the rows
+        // past any committed loaded_at are exactly those loaded since: silver's
+        // incremental models read bronze by that high-water mark.
+        let loaded_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+            "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(hashtext('setlist.bronze.load'))) AS locked",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        // The manifest row next: a second loader of this object finds it, and skips.
         let claimed = sqlx::query(
-            "INSERT INTO bronze.load_manifest (object_key, load_id, rows) VALUES ($1, $2, $3)
+            "INSERT INTO bronze.load_manifest (object_key, load_id, rows, loaded_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (object_key) DO NOTHING",
         )
         .bind(key)
         .bind(load_id)
         .bind(rows as i64)
+        .bind(loaded_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -137,7 +157,7 @@ impl Warehouse for Postgres {
         }
         let columns: Vec<String> = schema().fields().iter().map(|f| f.name().clone()).collect();
         let copy = format!(
-            "COPY bronze.plays ({}, source_object, load_id) FROM STDIN (FORMAT binary)",
+            "COPY bronze.plays ({}, source_object, load_id, loaded_at) FROM STDIN (FORMAT binary)",
             columns.join(", ")
         );
         let mut sink = tx.copy_in_raw(&copy).await?;
@@ -146,7 +166,7 @@ impl Warehouse for Postgres {
         buffer.extend_from_slice(&0i32.to_be_bytes()); // flags
         buffer.extend_from_slice(&0i32.to_be_bytes()); // header extension
         for batch in batches {
-            copy_binary(key, load_id, batch, &mut buffer);
+            copy_binary(key, load_id, loaded_at, batch, &mut buffer);
             if buffer.len() > 4 << 20 {
                 sink.send(std::mem::take(&mut buffer)).await?;
             }
