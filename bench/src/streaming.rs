@@ -136,8 +136,27 @@ pub async fn produce_and_land(
     store_options: Vec<(String, String)>,
     n: u64,
 ) -> anyhow::Result<(LandStats, f64)> {
+    produce_and_land_with(pool, simulate(topic, n), store_url, store_options).await
+}
+
+/// Produces what `sim` describes, then lands the topic until all of it is written
+/// (on top of what earlier calls landed).
+pub async fn produce_and_land_with(
+    pool: &PgPool,
+    sim: Simulate,
+    store_url: &str,
+    store_options: Vec<(String, String)>,
+) -> anyhow::Result<(LandStats, f64)> {
+    let topic = sim.kafka.topic.as_str();
+    let before: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(rows), 0)::bigint FROM setlist.raw_objects WHERE topic = $1 AND state = 'written'",
+    )
+    .bind(topic)
+    .fetch_one(pool)
+    .await?;
+    let n = before as u64 + sim.count.unwrap_or_default();
     let produced = simulate_produce(
-        &simulate(topic, n),
+        &sim,
         CancellationToken::new(),
         Duration::from_secs(3600),
         |_, _| {},

@@ -1,14 +1,14 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    indexes=[{'columns': ['event_id']}, {'columns': ['loaded_at']}],
+    indexes=[{'columns': ['loaded_at']}, {'columns': ['ts']}],
     post_hook=[
         "{% if target.type == 'postgres' %}create index if not exists {{ this.identifier }}_quarantined on {{ this }} (loaded_at) where rejection_reason is not null{% endif %}",
     ],
 ) }}
 
 -- Silver's storage: every bronze row exactly once, with the first rule it breaks,
--- 'duplicate event_id' for any copy of an event after the first valid one, and null
+-- 'duplicate event_id' for any valid copy of an event after the first, and null
 -- when it is valid. Incremental by loaded_at: the loader commits one object at a
 -- time, in loaded_at order, so the rows past the high-water mark are the new ones.
 with batch as (
@@ -18,61 +18,85 @@ with batch as (
     {% endif %}
 ),
 
-ranked as (
-    select
-        batch.*,
-        row_number() over (
-            partition by event_id order by loaded_at, source_object, kafka_offset
-        ) as copy_number
+-- Events that arrive more than once in this batch (rare): every valid copy after
+-- the first loaded. Only these few rows are sorted.
+repeated as (
+    select event_id
     from batch
+    where rejection_reason is null
+    group by event_id
+    having count(*) > 1
+),
+
+later_copies as (
+    select source_object, kafka_offset
+    from (
+        select
+            batch.source_object,
+            batch.kafka_offset,
+            row_number() over (
+                partition by batch.event_id order by batch.loaded_at, batch.source_object, batch.kafka_offset
+            ) as copy_number
+        from batch
+        inner join repeated on repeated.event_id = batch.event_id
+        where batch.rejection_reason is null
+    ) as copies
+    where copy_number > 1
 )
 
 {% if is_incremental() %}
+-- Events silver already holds a valid copy of. A copy carries its event's ts, so
+-- only earlier rows within this batch's span of ts can match (the ts index).
 , seen as (
-    -- Events of this batch that silver already holds a valid copy of.
     select distinct earlier.event_id
     from {{ this }} as earlier
     inner join batch on batch.event_id = earlier.event_id
     where earlier.rejection_reason is null
+        and batch.rejection_reason is null
+        and earlier.ts >= (select min(ts) from batch where rejection_reason is null)
+        and earlier.ts <= (select max(ts) from batch where rejection_reason is null)
 )
 {% endif %}
 
 select
-    ranked.event_id,
-    ranked.ts,
-    ranked.user_id,
-    ranked.session_id,
-    ranked.track_id,
-    ranked.track_name,
-    ranked.artist_id,
-    ranked.artist_name,
-    ranked.album_name,
-    ranked.ms_played,
-    ranked.track_duration_ms,
-    ranked.reason_start,
-    ranked.reason_end,
-    ranked.skipped,
-    ranked.shuffle,
-    ranked.offline,
-    ranked.platform,
-    ranked.device_type,
-    ranked.conn_country,
-    ranked.region,
-    ranked.city,
-    ranked.subscription,
-    ranked.kafka_partition,
-    ranked.kafka_offset,
-    ranked.source_object,
-    ranked.load_id,
-    ranked.loaded_at,
+    batch.event_id,
+    batch.ts,
+    batch.user_id,
+    batch.session_id,
+    batch.track_id,
+    batch.track_name,
+    batch.artist_id,
+    batch.artist_name,
+    batch.album_name,
+    batch.ms_played,
+    batch.track_duration_ms,
+    batch.reason_start,
+    batch.reason_end,
+    batch.skipped,
+    batch.shuffle,
+    batch.offline,
+    batch.platform,
+    batch.device_type,
+    batch.conn_country,
+    batch.region,
+    batch.city,
+    batch.subscription,
+    batch.kafka_partition,
+    batch.kafka_offset,
+    batch.source_object,
+    batch.load_id,
+    batch.loaded_at,
     case
-        when ranked.rejection_reason is not null then ranked.rejection_reason
-        when ranked.copy_number > 1 then 'duplicate event_id'
+        when batch.rejection_reason is not null then batch.rejection_reason
+        when later_copies.source_object is not null then 'duplicate event_id'
         {% if is_incremental() %}
         when seen.event_id is not null then 'duplicate event_id'
         {% endif %}
     end as rejection_reason
-from ranked
+from batch
+left join later_copies
+    on later_copies.source_object = batch.source_object
+    and later_copies.kafka_offset = batch.kafka_offset
 {% if is_incremental() %}
-left join seen on seen.event_id = ranked.event_id
+left join seen on seen.event_id = batch.event_id
 {% endif %}
