@@ -84,11 +84,9 @@ async fn land(
     lander.await.unwrap().unwrap();
 }
 
-/// Triggers spotify_pipeline with the CLI and waits for that run to succeed.
-async fn run_pipeline(db: &TestDb, setlist: &dyn Fn(&[&str]) -> Command) -> i64 {
-    let out = setlist(&["dags", "trigger", "spotify_pipeline"])
-        .output()
-        .unwrap();
+/// Triggers a DAG with the CLI and waits for that run to succeed.
+async fn run_dag(db: &TestDb, setlist: &dyn Fn(&[&str]) -> Command, dag: &str) -> i64 {
+    let out = setlist(&["dags", "trigger", dag]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -124,12 +122,13 @@ async fn run_pipeline(db: &TestDb, setlist: &dyn Fn(&[&str]) -> Command) -> i64 
     }
 }
 
-/// Every node of a dbt_build task's output passed; returns how many there were.
-async fn all_dbt_nodes_passed(db: &TestDb, run: i64) -> usize {
+/// Every node of a dbt task's output passed; returns how many there were.
+async fn all_dbt_nodes_passed(db: &TestDb, run: i64, task: &str) -> usize {
     let output: serde_json::Value = sqlx::query_scalar(
-        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = 'dbt_build'",
+        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
     )
     .bind(run)
+    .bind(task)
     .fetch_one(&db.pool)
     .await
     .unwrap();
@@ -204,11 +203,9 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dags = std::env::temp_dir().join(unique("dags"));
     std::fs::create_dir_all(&dags).unwrap();
-    std::fs::copy(
-        root.join("dags/spotify_pipeline.toml"),
-        dags.join("spotify_pipeline.toml"),
-    )
-    .unwrap();
+    for dag in ["spotify_pipeline.toml", "spotify_quality.toml"] {
+        std::fs::copy(root.join("dags").join(dag), dags.join(dag)).unwrap();
+    }
     let db_name = db.url.rsplit('/').next().unwrap().to_string();
     let setlist = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_setlist"));
@@ -238,7 +235,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
             .spawn()
             .unwrap(),
     ]);
-    let run = run_pipeline(&db, &setlist).await;
+    let run = run_dag(&db, &setlist, "spotify_pipeline").await;
 
     // The lander's new objects also started the DAG by themselves.
     let triggered: i64 =
@@ -266,9 +263,13 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
         quarantined,
         ["ms_played exceeds track_duration_ms", "ts is in the future"]
     );
-    // Every dbt model and test passed, and the task's output says so per node.
-    let nodes = all_dbt_nodes_passed(&db, run).await;
-    assert!(nodes >= 40, "{nodes} dbt nodes");
+    // Every dbt model and test passed, and the task's output says so per node; the
+    // hourly DAG's full-scan tests pass too.
+    let nodes = all_dbt_nodes_passed(&db, run, "dbt_build").await;
+    assert!(nodes >= 25, "{nodes} dbt nodes");
+    let quality = run_dag(&db, &setlist, "spotify_quality").await;
+    let tests = all_dbt_nodes_passed(&db, quality, "dbt_test_full_scan").await;
+    assert!(tests >= 15, "{tests} full-scan tests");
 
     // A second batch: 5,000 replays of events gold already holds and 5,000 new ones.
     // The incremental models add the new plays once and quarantine the replays.
@@ -278,12 +279,17 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
         ..simulation(&topic, 5_000)
     };
     for more in [&replay, &fresh] {
-        produce(more, CancellationToken::new(), Duration::from_secs(60), |_, _| {})
-            .await
-            .unwrap();
+        produce(
+            more,
+            CancellationToken::new(),
+            Duration::from_secs(60),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
     }
     land(&db, &sim, &dir, &store_options, 60_002).await;
-    let second = run_pipeline(&db, &setlist).await;
+    let second = run_dag(&db, &setlist, "spotify_pipeline").await;
     let gold: i64 = sqlx::query_scalar("SELECT count(*) FROM gold.fct_plays")
         .fetch_one(&db.pool)
         .await
@@ -298,7 +304,9 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     .await
     .unwrap();
     assert_eq!(duplicates, 5_000);
-    all_dbt_nodes_passed(&db, second).await;
+    all_dbt_nodes_passed(&db, second, "dbt_build").await;
+    let quality = run_dag(&db, &setlist, "spotify_quality").await;
+    all_dbt_nodes_passed(&db, quality, "dbt_test_full_scan").await;
 
     // A failing dbt test fails the task and names the test.
     sqlx::query("UPDATE gold.fct_plays SET ms_played = track_duration_ms + 1 WHERE event_id = (SELECT min(event_id) FROM gold.fct_plays)")

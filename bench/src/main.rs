@@ -7,6 +7,7 @@
 //! multi-process and idle measurements (cargo build --release --bin setlist).
 
 mod engine;
+mod freshness;
 mod streaming;
 mod warehouse;
 
@@ -26,6 +27,12 @@ pub struct Args {
     /// The setlist binary for worker processes and the idle measurement.
     #[arg(long, default_value = "target/release/setlist")]
     pub setlist: PathBuf,
+    /// freshness: the events per second to sustain.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+    /// freshness: for how long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
     #[command(subcommand)]
     what: What,
 }
@@ -46,8 +53,10 @@ enum What {
     Land,
     /// Lander RSS while events arrive at 100,000/s.
     LandRss,
-    /// Raw Parquet -> bronze.plays on PostgreSQL.
+    /// Raw Parquet -> bronze.plays on PostgreSQL, then dbt from empty and incremental.
     Bronze,
+    /// Production -> gold latency at a steady rate (--rate, --duration).
+    Freshness,
     /// The engine benchmarks (chain, fanout, idle).
     Engine,
     /// The streaming benchmarks (generator, produce, land, land-rss).
@@ -83,6 +92,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(what, What::Bronze) {
         warehouse::bronze(&args).await?;
+    }
+    if matches!(what, What::Freshness) {
+        freshness::freshness(&args).await?;
     }
     Ok(())
 }

@@ -1,3 +1,4 @@
+{{ config(tags=['full_scan']) }}
 -- Each incremental aggregate holds exactly the plays of fct_plays: a batch counted
 -- twice or missed shows here as a difference.
 with totals as (

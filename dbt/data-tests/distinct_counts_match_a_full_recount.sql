@@ -1,3 +1,4 @@
+{{ config(tags=['full_scan']) }}
 -- The first-of flags that make distinct counts additive agree with counting afresh
 -- over all of fct_plays: daily active listeners per tier, and sessions in all (a
 -- session that crosses midnight counts on the day it started).

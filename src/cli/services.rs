@@ -52,6 +52,10 @@ pub struct StandaloneArgs {
     /// Also run the lander.
     #[arg(long)]
     land: bool,
+    /// The lander writes a partition's open batch once it is this old (freshness
+    /// against object count).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    land_max_age: Duration,
     /// Kafka bootstrap servers for the simulator and the lander.
     #[arg(long, env = "SETLIST_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
     brokers: String,
@@ -167,6 +171,7 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
     if args.land {
         let config = Land {
             kafka,
+            max_age: args.land_max_age,
             ..Land::new(args.store_url.clone())
         };
         let (token, pool) = (shutdown.clone(), pool.clone());
@@ -185,8 +190,8 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
     );
     if args.simulate_rate > 0.0 {
         println!(
-            "  simulator    {} events/s to {} (topic plays)",
-            args.simulate_rate, args.brokers
+            "  simulator    {} events/s to {} (topic {})",
+            args.simulate_rate, args.brokers, args.topic
         );
     }
     if args.land {
