@@ -161,7 +161,7 @@ fn first_reaching(timeline: &Timeline, k: u64, interpolate: bool) -> Option<f64>
 
 fn humantime_like(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 60 == 0 {
+    if s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else {
         format!("{s} s")
