@@ -98,6 +98,8 @@ impl Task for Dbt {
             "setlist-dbt-{}-{}-{}",
             ctx.run_id, ctx.task_id, ctx.try_number
         ));
+        let parse_cache = ParseCache::for_project(&project);
+        parse_cache.restore_into(&target_path);
         let mut cmd = Command::new(&dbt);
         cmd.args(self.command.split_whitespace())
             .arg("--project-dir")
@@ -132,6 +134,7 @@ impl Task for Dbt {
             .map(|bytes| serde_json::from_slice(&bytes))
             .transpose()
             .with_context(|| format!("cannot read dbt's {file}"))?;
+        parse_cache.save_from(&target_path);
         let _ = std::fs::remove_dir_all(&target_path);
         let Some(results) = results else {
             anyhow::bail!(
@@ -171,5 +174,47 @@ impl Task for Dbt {
             "elapsed_s": results.elapsed_time,
             "results": results.results,
         }))
+    }
+}
+
+/// dbt's partial parse state for one project, kept between runs. Each attempt has a
+/// target folder of its own (its results are its own), so without this every run
+/// would parse the whole project again: seconds each time, every minute. dbt checks
+/// the saved state against the project's files, vars and profile and parses afresh
+/// when anything changed, so sharing it is safe; the last writer wins.
+struct ParseCache {
+    file: PathBuf,
+}
+
+impl ParseCache {
+    const NAME: &'static str = "partial_parse.msgpack";
+
+    fn for_project(project: &std::path::Path) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::fs::canonicalize(project)
+            .unwrap_or_else(|_| project.to_path_buf())
+            .hash(&mut hasher);
+        let dir = std::env::temp_dir().join(format!("setlist-dbt-parse-{:016x}", hasher.finish()));
+        Self {
+            file: dir.join(Self::NAME),
+        }
+    }
+
+    fn restore_into(&self, target: &std::path::Path) {
+        if std::fs::create_dir_all(target).is_ok() {
+            let _ = std::fs::copy(&self.file, target.join(Self::NAME));
+        }
+    }
+
+    fn save_from(&self, target: &std::path::Path) {
+        let Some(dir) = self.file.parent() else { return };
+        let staged = dir.join(format!("{}.{}", Self::NAME, uuid::Uuid::new_v4().simple()));
+        let saved = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::copy(target.join(Self::NAME), &staged))
+            .and_then(|_| std::fs::rename(&staged, &self.file));
+        if saved.is_err() {
+            let _ = std::fs::remove_file(&staged);
+        }
     }
 }
