@@ -2,7 +2,8 @@
 # Installs what is missing and runs Setlist locally: PostgreSQL and the Kafka-protocol
 # broker and dbt, then `setlist standalone`: scheduler, workers, the simulator (1,000
 # plays/s, SETLIST_SIMULATE_RATE to change), the lander (into .setlist/lake) and the
-# spotify_pipeline DAG every minute (bronze, then dbt silver and gold). Ctrl-C stops it.
+# spotify_pipeline DAG every minute (bronze, then dbt silver and gold), and the REST
+# API on http://127.0.0.1:8080 (SETLIST_WEB to change). Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -18,4 +19,5 @@ bin=target/release/setlist
 $bin db migrate
 $bin dags validate || say "Some DAG files have problems (above); the others run."
 say "Starting setlist standalone; in another shell: $bin runs list"
-exec $bin standalone --dags-dir dags --simulate-rate "${SETLIST_SIMULATE_RATE:-1000}" --land --store-url "$SETLIST_STORE_URL"
+exec $bin standalone --dags-dir dags --simulate-rate "${SETLIST_SIMULATE_RATE:-1000}" --land --store-url "$SETLIST_STORE_URL" \
+    --web "${SETLIST_WEB:-127.0.0.1:8080}"

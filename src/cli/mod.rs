@@ -6,6 +6,7 @@ mod services;
 mod streaming;
 mod supervise;
 mod time_arg;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ enum Command {
     Simulate(streaming::SimulateArgs),
     /// Lands play events from Kafka in object storage as Parquet, exactly once.
     Land(streaming::LandArgs),
+    /// Serves the REST API (and, soon, the web UI) until interrupted.
+    Web(web::WebArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Standalone(a) => services::standalone(&ctx, a).await,
         Command::Simulate(a) => streaming::simulate(&ctx, a).await,
         Command::Land(a) => streaming::land(&ctx, a).await,
+        Command::Web(a) => web::run(&ctx, a).await,
     }
 }
 

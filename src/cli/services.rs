@@ -62,6 +62,12 @@ pub struct StandaloneArgs {
     /// The topic of play events.
     #[arg(long, default_value = "plays")]
     topic: String,
+    /// Also serve the web UI and REST API here, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    web: Option<std::net::SocketAddr>,
+    /// With --web: serve reads (GET) without the API token.
+    #[arg(long)]
+    public_reads: bool,
     /// Where the lander writes: a folder, file:///dir, or s3://bucket[/prefix].
     #[arg(long, env = "SETLIST_STORE_URL", default_value = ".setlist/lake")]
     store_url: String,
@@ -180,6 +186,18 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
             async move { Lander::new(config, pool)?.run(token).await.map(|_| ()) }
         }));
     }
+    let web = match args.web {
+        Some(bind) => {
+            let web_args = super::web::WebArgs {
+                bind,
+                public_reads: args.public_reads,
+            };
+            let (state, token_file) = super::web::state(ctx, pool.clone(), &web_args)?;
+            services.spawn(setlist_web::serve(state, shutdown.clone()));
+            Some((web_args, token_file))
+        }
+        None => None,
+    };
     println!("Setlist standalone is running (Ctrl-C stops it):");
     println!("  state store  {}", super::redact(&ctx.database_url));
     println!("  DAG folder   {}", ctx.dags_dir.display());
@@ -196,6 +214,9 @@ pub async fn standalone(ctx: &Ctx, args: StandaloneArgs) -> anyhow::Result<ExitC
     }
     if args.land {
         println!("  lander       {} -> {}", args.brokers, args.store_url);
+    }
+    if let Some((web_args, token_file)) = &web {
+        super::web::announce(web_args, token_file.as_ref());
     }
     println!("  try          setlist dags list; setlist dags trigger <dag>; setlist runs list");
     let mut result = Ok(ExitCode::SUCCESS);

@@ -208,7 +208,9 @@ impl ParseCache {
     }
 
     fn save_from(&self, target: &std::path::Path) {
-        let Some(dir) = self.file.parent() else { return };
+        let Some(dir) = self.file.parent() else {
+            return;
+        };
         let staged = dir.join(format!("{}.{}", Self::NAME, uuid::Uuid::new_v4().simple()));
         let saved = std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::copy(target.join(Self::NAME), &staged))

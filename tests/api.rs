@@ -1,0 +1,281 @@
+//! The REST API over real HTTP, served by a `setlist web` process against the test's
+//! own database: every endpoint, auth failures and bad input included.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Procs, TestDb, spawn_setlist_with};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Api {
+    base: String,
+    client: Client,
+    _procs: Procs,
+    _db: TestDb,
+}
+
+/// A DAG folder with the shipped `hello` and one broken file.
+fn dags() -> PathBuf {
+    let dir = std::env::temp_dir().join(common::streaming::unique("api-dags"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("dags/hello.toml"), dir.join("hello.toml")).unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        "[dag]\nid = \"broken\"\nschedule = \"61 * * * *\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+async fn serve(extra: &[&str]) -> Api {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["web", "--bind", bind.as_str()];
+    args.extend_from_slice(extra);
+    let procs = Procs(vec![spawn_setlist_with(
+        &db,
+        &dags(),
+        &args,
+        &[("SETLIST_API_TOKEN", TOKEN.to_string())],
+    )]);
+    let base = format!("http://{bind}");
+    let client = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "setlist web did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Api {
+        base,
+        client,
+        _procs: procs,
+        _db: db,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(TOKEN), None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(TOKEN), body).await
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn dags_are_listed_with_the_load_errors_of_broken_files_and_can_be_paused() {
+    let api = serve(&[]).await;
+    assert_eq!(
+        api.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+
+    let (status, body) = api.get("/api/v1/dags").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = body["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hello"]);
+    assert_eq!(body["dags"][0]["paused"], false);
+    let errors = body["errors"].as_array().unwrap();
+    let errors: Vec<&str> = errors.iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].ends_with("broken.toml:1:1: the DAG has no tasks: add at least one [[task]]"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("broken.toml:3:12: invalid schedule \"61 * * * *\""),
+        "{errors:?}"
+    );
+
+    let (status, hello) = api.get("/api/v1/dags/hello").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hello["tasks"].as_array().unwrap().len(), 3);
+
+    assert_eq!(
+        api.post("/api/v1/dags/hello/pause", None).await.1,
+        json!({"dag_id": "hello", "paused": true})
+    );
+    assert_eq!(api.get("/api/v1/dags/hello").await.1["paused"], true);
+    assert_eq!(
+        api.post("/api/v1/dags/hello/unpause", None).await.1["paused"],
+        false
+    );
+
+    let (status, body) = api.get("/api/v1/dags/nope").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "dag_not_found")
+    );
+    let (status, body) = api.post("/api/v1/dags/nope/pause", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "dag_not_found")
+    );
+}
+
+#[tokio::test]
+async fn a_triggered_run_carries_its_conf_and_bad_input_gets_a_json_error() {
+    let api = serve(&[]).await;
+    let (status, body) = api
+        .post(
+            "/api/v1/dags/hello/runs",
+            Some(r#"{"conf": {"region": "EU"}, "logical_date": "2026-05-01T17:00:00Z"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run_id = body["run_id"].as_i64().unwrap();
+    let (status, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["dag_id"], "hello");
+    assert_eq!(run["run_type"], "manual");
+    assert_eq!(run["conf"], json!({"region": "EU"}));
+    let tasks: Vec<&str> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 3);
+
+    // An empty body is a trigger with an empty conf.
+    assert_eq!(
+        api.post("/api/v1/dags/hello/runs", None).await.0,
+        StatusCode::CREATED
+    );
+
+    let bad: [(&str, StatusCode, &str); 4] = [
+        ("{oops", StatusCode::BAD_REQUEST, "bad_json"),
+        (
+            r#"{"conf": 3}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "conf_not_object",
+        ),
+        (r#"{"config": {}}"#, StatusCode::BAD_REQUEST, "bad_json"),
+        (
+            r#"{"logical_date": "yesterday"}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+    ];
+    for (body, want, want_code) in bad {
+        let (status, answer) = api.post("/api/v1/dags/hello/runs", Some(body)).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (want, want_code),
+            "{body}: {answer}"
+        );
+        assert!(!answer["message"].as_str().unwrap().is_empty());
+    }
+    // The same logical date twice is a conflict.
+    let again = r#"{"logical_date": "2026-05-01T17:00:00Z"}"#;
+    let (status, answer) = api.post("/api/v1/dags/hello/runs", Some(again)).await;
+    assert_eq!((status, code(&answer)), (StatusCode::CONFLICT, "conflict"));
+
+    let (status, answer) = api.get("/api/v1/runs/abc").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::BAD_REQUEST, "bad_run_id")
+    );
+    let (status, answer) = api.get("/api/v1/runs/999999").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, answer) = api.get("/api/v1/nothing/here").await;
+    assert_eq!((status, code(&answer)), (StatusCode::NOT_FOUND, "no_route"));
+    let (status, answer) = api
+        .call(Method::DELETE, "/api/v1/dags", Some(TOKEN), None)
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn every_call_needs_the_token_unless_reads_are_public() {
+    let api = serve(&[]).await;
+    for (method, path) in [
+        (Method::GET, "/api/v1/dags"),
+        (Method::GET, "/api/v1/runs/1"),
+        (Method::POST, "/api/v1/dags/hello/pause"),
+        (Method::POST, "/api/v1/dags/hello/runs"),
+    ] {
+        let (status, body) = api.call(method.clone(), path, None, None).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{method} {path}"
+        );
+        let (status, body) = api.call(method.clone(), path, Some("wrong"), None).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{method} {path}"
+        );
+        assert!(!body.to_string().contains(TOKEN));
+    }
+    // The health check is for load balancers: no token.
+    assert_eq!(
+        api.call(Method::GET, "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+
+    let public = serve(&["--public-reads"]).await;
+    assert_eq!(
+        public.call(Method::GET, "/api/v1/dags", None, None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = public
+        .call(Method::POST, "/api/v1/dags/hello/pause", None, None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+}

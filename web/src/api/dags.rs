@@ -1,0 +1,78 @@
+//! /api/v1/dags: what the DAG folder holds, its load errors, and pausing.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use orchestrator::dag::load_dir;
+use orchestrator::store::dags as store;
+use orchestrator::{Dag, DagBag};
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::AppState;
+
+fn bag(state: &AppState) -> DagBag {
+    load_dir(&state.config.dags_dir, &state.registry)
+}
+
+pub fn find(bag: &DagBag, dag_id: &str) -> Result<Dag, ApiError> {
+    bag.get(dag_id).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "dag_not_found",
+            format!("no DAG `{dag_id}` loads from the DAG folder"),
+        )
+    })
+}
+
+fn describe(dag: &Dag, paused: bool) -> Value {
+    let mut v = serde_json::to_value(dag).unwrap_or_default();
+    v["paused"] = paused.into();
+    v
+}
+
+/// Every DAG that loads, and every problem of the files that do not.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let bag = bag(&state);
+    let paused = store::paused(&state.pool).await?;
+    let dags: Vec<Value> = bag
+        .dags
+        .iter()
+        .map(|d| describe(d, paused.get(&d.id).copied().unwrap_or(false)))
+        .collect();
+    let errors: Vec<String> = bag.errors.iter().map(|e| e.to_string()).collect();
+    Ok(Json(json!({ "dags": dags, "errors": errors })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let dag = find(&bag(&state), &dag_id)?;
+    let paused = store::paused(&state.pool).await?;
+    Ok(Json(describe(
+        &dag,
+        paused.get(&dag_id).copied().unwrap_or(false),
+    )))
+}
+
+async fn set_paused(state: &AppState, dag_id: &str, paused: bool) -> Result<Json<Value>, ApiError> {
+    let dag = find(&bag(state), dag_id)?;
+    store::upsert(&state.pool, &dag).await?;
+    store::set_paused(&state.pool, dag_id, paused).await?;
+    Ok(Json(json!({ "dag_id": dag_id, "paused": paused })))
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&state, &dag_id, true).await
+}
+
+pub async fn unpause(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&state, &dag_id, false).await
+}
