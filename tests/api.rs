@@ -16,7 +16,7 @@ struct Api {
     base: String,
     client: Client,
     _procs: Procs,
-    _db: TestDb,
+    db: TestDb,
 }
 
 /// A DAG folder with the shipped `hello` and one broken file.
@@ -60,7 +60,7 @@ async fn serve(extra: &[&str]) -> Api {
         base,
         client,
         _procs: procs,
-        _db: db,
+        db,
     }
 }
 
@@ -277,5 +277,121 @@ async fn every_call_needs_the_token_unless_reads_are_public() {
     assert_eq!(
         (status, code(&body)),
         (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+}
+
+#[tokio::test]
+async fn a_run_s_logs_can_be_read_its_tasks_cleared_and_a_dag_backfilled() {
+    let api = serve(&[]).await;
+    let (_, body) = api
+        .post("/api/v1/dags/hello/runs", Some(r#"{"conf": {}}"#))
+        .await;
+    let run_id = body["run_id"].as_i64().unwrap();
+    // A worker in this process runs the shell tasks.
+    common::start_runs(&api.db.pool).await;
+    common::drain(&common::worker(&api.db).await).await;
+    let (_, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["state"], "success", "{run}");
+
+    let (status, logs) = api
+        .get(&format!("/api/v1/runs/{run_id}/tasks/greet/logs"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["line"].as_str().unwrap().starts_with("hello for ")),
+        "{logs}"
+    );
+    assert_eq!(lines[0]["try_number"], 1);
+    let (status, answer) = api
+        .get(&format!("/api/v1/runs/{run_id}/tasks/greet/logs?try=x"))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::BAD_REQUEST, "bad_try")
+    );
+    let (status, answer) = api
+        .get(&format!("/api/v1/runs/{run_id}/tasks/nope/logs"))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::NOT_FOUND, "task_not_found")
+    );
+
+    // Clearing the first task with its downstream clears all three.
+    let (status, cleared) = api
+        .post(
+            &format!("/api/v1/runs/{run_id}/clear"),
+            Some(r#"{"task_ids": ["greet"], "downstream": true}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["cleared"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        api.get(&format!("/api/v1/runs/{run_id}")).await.1["state"],
+        "running"
+    );
+    for (body, want, want_code) in [
+        (
+            r#"{"task_ids": ["nope"]}"#,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            r#"{"task_ids": []}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_tasks",
+        ),
+        (
+            r#"{"tasks": ["greet"]}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+    ] {
+        let (status, answer) = api
+            .post(&format!("/api/v1/runs/{run_id}/clear"), Some(body))
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (want, want_code),
+            "{body}: {answer}"
+        );
+    }
+
+    // Every five minutes from 17:00 to 17:30 (Europe/Berlin schedule, UTC dates).
+    let window = r#"{"from": "2026-05-01T15:00:00Z", "to": "2026-05-01T15:30:00Z"}"#;
+    let (status, done) = api.post("/api/v1/dags/hello/backfill", Some(window)).await;
+    assert_eq!(status, StatusCode::CREATED, "{done}");
+    assert_eq!(
+        (
+            done["created"].as_array().unwrap().len(),
+            done["existing"].as_i64()
+        ),
+        (6, Some(0))
+    );
+    let (_, again) = api.post("/api/v1/dags/hello/backfill", Some(window)).await;
+    assert_eq!(
+        (
+            again["created"].as_array().unwrap().len(),
+            again["existing"].as_i64()
+        ),
+        (0, Some(6))
+    );
+    let backwards = r#"{"from": "2026-05-01T15:30:00Z", "to": "2026-05-01T15:00:00Z"}"#;
+    let (status, answer) = api
+        .post("/api/v1/dags/hello/backfill", Some(backwards))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let (status, answer) = api
+        .post("/api/v1/dags/hello/backfill", Some(r#"{"from": "soon"}"#))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::BAD_REQUEST, "bad_json")
     );
 }

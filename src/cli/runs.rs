@@ -139,22 +139,15 @@ pub async fn run_tasks(ctx: &Ctx, command: TasksCommand) -> anyhow::Result<ExitC
             task_id,
             try_number,
         } => {
-            let lines: Vec<(i32, DateTime<Utc>, String, String)> = sqlx::query_as(
-                "SELECT a.try_number, l.logged_at, l.stream, l.line
-                 FROM setlist.task_instances t
-                 JOIN setlist.attempts a ON a.ti_id = t.id
-                 JOIN setlist.attempt_logs l ON l.attempt_id = a.id
-                 WHERE t.run_id = $1 AND t.task_id = $2
-                   AND a.try_number = COALESCE($3, (SELECT max(try_number) FROM setlist.attempts WHERE ti_id = t.id))
-                 ORDER BY l.seq",
-            )
-            .bind(run_id)
-            .bind(&task_id)
-            .bind(try_number)
-            .fetch_all(&pool)
-            .await?;
-            for (_, at, stream, line) in lines {
-                println!("{} {stream:<6} {line}", at.format("%H:%M:%S%.3f"));
+            let lines =
+                orchestrator::store::logs::attempt(&pool, run_id, &task_id, try_number).await?;
+            for l in lines {
+                println!(
+                    "{} {:<6} {}",
+                    l.logged_at.format("%H:%M:%S%.3f"),
+                    l.stream,
+                    l.line
+                );
             }
         }
     }

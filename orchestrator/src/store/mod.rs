@@ -3,6 +3,7 @@
 
 pub mod dags;
 pub mod datasets;
+pub mod logs;
 pub mod runs;
 pub mod transitions;
 pub mod workers;

@@ -20,7 +20,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/pause", post(dags::pause))
         .route("/dags/{dag_id}/unpause", post(dags::unpause))
         .route("/dags/{dag_id}/runs", post(runs::trigger))
+        .route("/dags/{dag_id}/backfill", post(runs::backfill))
         .route("/runs/{run_id}", get(runs::get))
+        .route("/runs/{run_id}/clear", post(runs::clear))
+        .route("/runs/{run_id}/tasks/{task_id}/logs", get(runs::task_logs))
         .route_layer(middleware::from_fn_with_state(state, require_token));
     Router::new()
         .nest("/api/v1", api)

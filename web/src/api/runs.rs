@@ -2,10 +2,10 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use orchestrator::store::runs;
+use orchestrator::store::{logs, runs, transitions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -32,13 +32,7 @@ pub async fn trigger(
     let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("the body is not a trigger request: {e}"),
-            )
-        })?
+        self::body(&body)?
     };
     let conf = body.conf.unwrap_or_else(|| json!({}));
     if !conf.is_object() {
@@ -57,18 +51,33 @@ pub async fn trigger(
     ))
 }
 
+fn run_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_run_id",
+            format!("`{text}` is not a run id (a whole number)"),
+        )
+    })
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body is not what this call takes: {e}"),
+        )
+    })
+}
+
 /// GET /api/v1/runs/{run_id}: the run and its task instances.
 pub async fn get(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run_id: i64 = run_id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_run_id",
-            format!("`{run_id}` is not a run id (a whole number)"),
-        )
-    })?;
+    let run_id = self::run_id(&run_id)?;
     let (run, tasks) = runs::get(&state.pool, run_id).await?;
     let tasks: Vec<Value> = tasks
         .into_iter()
@@ -100,4 +109,95 @@ pub async fn get(
         "ended_at": run.ended_at,
         "tasks": tasks,
     })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    #[serde(rename = "try")]
+    try_number: Option<String>,
+}
+
+/// GET /api/v1/runs/{run_id}/tasks/{task_id}/logs[?try=N]: one attempt's lines
+/// (the latest attempt unless `try` says which).
+pub async fn task_logs(
+    State(state): State<AppState>,
+    Path((run_id, task_id)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = self::run_id(&run_id)?;
+    let (_, tasks) = runs::get(&state.pool, run_id).await?;
+    if !tasks.iter().any(|t| t.task_id == task_id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "task_not_found",
+            format!("run {run_id} has no task `{task_id}`"),
+        ));
+    }
+    let try_number = match query.try_number.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<i32>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_try",
+                format!("try=`{text}` is not a try number (1, 2, ...)"),
+            )
+        })?),
+    };
+    let lines = logs::attempt(&state.pool, run_id, &task_id, try_number).await?;
+    Ok(Json(
+        json!({ "run_id": run_id, "task_id": task_id, "lines": lines }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearBody {
+    task_ids: Vec<String>,
+    #[serde(default)]
+    downstream: bool,
+}
+
+/// POST /api/v1/runs/{run_id}/clear: runs the named tasks again (and, with
+/// `downstream`, every task below them).
+pub async fn clear(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = self::run_id(&run_id)?;
+    let request: ClearBody = body(&bytes)?;
+    if request.task_ids.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_tasks",
+            "task_ids names no task to clear",
+        ));
+    }
+    let cleared =
+        transitions::clear(&state.pool, run_id, &request.task_ids, request.downstream).await?;
+    Ok(Json(json!({ "run_id": run_id, "cleared": cleared })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillBody {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// POST /api/v1/dags/{dag_id}/backfill: a run for every interval starting in
+/// [from, to) that has none.
+pub async fn backfill(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: BackfillBody = body(&bytes)?;
+    let bag = orchestrator::dag::load_dir(&state.config.dags_dir, &state.registry);
+    let dag = find(&bag, &dag_id)?;
+    let done = runs::backfill(&state.pool, &dag, request.from, request.to).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "dag_id": dag_id, "created": done.created, "existing": done.existing })),
+    ))
 }

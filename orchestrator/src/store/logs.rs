@@ -1,0 +1,38 @@
+//! The lines a task attempt logged.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgPool};
+
+use crate::Result;
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct LogLine {
+    pub try_number: i32,
+    pub logged_at: DateTime<Utc>,
+    pub stream: String,
+    pub line: String,
+}
+
+/// One attempt's log, in order: try `try_number`, or the latest.
+pub async fn attempt(
+    pool: &PgPool,
+    run_id: i64,
+    task_id: &str,
+    try_number: Option<i32>,
+) -> Result<Vec<LogLine>> {
+    Ok(sqlx::query_as(
+        "SELECT a.try_number, l.logged_at, l.stream, l.line
+         FROM setlist.task_instances t
+         JOIN setlist.attempts a ON a.ti_id = t.id
+         JOIN setlist.attempt_logs l ON l.attempt_id = a.id
+         WHERE t.run_id = $1 AND t.task_id = $2
+           AND a.try_number = COALESCE($3, (SELECT max(try_number) FROM setlist.attempts WHERE ti_id = t.id))
+         ORDER BY l.seq",
+    )
+    .bind(run_id)
+    .bind(task_id)
+    .bind(try_number)
+    .fetch_all(pool)
+    .await?)
+}
