@@ -293,6 +293,31 @@ async fn a_run_s_logs_can_be_read_its_tasks_cleared_and_a_dag_backfilled() {
     let (_, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(run["state"], "success", "{run}");
 
+    // /metrics says so too, without a token, in the OpenMetrics text format.
+    let res = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = res.text().await.unwrap();
+    for line in [
+        r#"setlist_dag_runs{dag_id="hello",state="success"} 1"#,
+        r#"setlist_task_attempts_total{kind="shell",outcome="success"} 2"#,
+        r#"setlist_task_attempts_total{kind="noop",outcome="success"} 1"#,
+        r#"setlist_task_instances{state="success"} 3"#,
+        "# EOF",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+
     let (status, logs) = api
         .get(&format!("/api/v1/runs/{run_id}/tasks/greet/logs"))
         .await;

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

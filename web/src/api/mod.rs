@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
