@@ -151,6 +151,11 @@ pub async fn trigger(
     if !conf.is_object() {
         return Err(Error::Invalid("conf must be a JSON object".into()));
     }
+    if holds_nul(&conf) {
+        return Err(Error::Invalid(
+            "conf holds a NUL character (\\u0000), which PostgreSQL's jsonb cannot store".into(),
+        ));
+    }
     let now = Utc::now().trunc_subsecs(6);
     let logical_date = logical_date.unwrap_or(now);
     let interval = dag
@@ -173,6 +178,16 @@ pub async fn trigger(
     notify(&mut tx, SCHEDULER_CHANNEL, "").await?;
     tx.commit().await?;
     Ok(run_id)
+}
+
+/// Whether any key or string in `value` holds U+0000.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// What a backfill did.

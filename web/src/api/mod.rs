@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::metrics))
+        .route("/api/openapi.yaml", get(openapi))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -37,6 +38,14 @@ pub fn router(state: AppState) -> Router<AppState> {
                 "this route does not take that method",
             )
         })
+}
+
+/// The OpenAPI document of /api/v1 (public: it holds no data).
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../../openapi.yaml"),
+    )
 }
 
 /// 200 when the state store answers.
