@@ -187,3 +187,4 @@ pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
     id
 }
 pub mod streaming;
+pub mod web;

@@ -20,7 +20,7 @@ impl Token {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
-    fn matches(&self, presented: &str) -> bool {
+    pub fn matches(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.0.ct_eq(&digest).into()
     }
@@ -32,8 +32,22 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Lets a request through when it carries the token, or when it only reads and
-/// reads are public.
+/// The login cookie's name; it holds the token.
+pub const COOKIE: &str = "setlist_token";
+
+/// Whether the request carries the login cookie with the right token.
+pub fn cookie_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == COOKIE && state.config.token.matches(value))
+}
+
+/// Lets a request through when it carries the token (as a bearer token, or the
+/// login cookie), or when it only reads and reads are public.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -41,6 +55,9 @@ pub async fn require_token(
 ) -> Result<Response, ApiError> {
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if reads && state.config.public_reads {
+        return Ok(next.run(request).await);
+    }
+    if crate::auth::cookie_matches(&state, request.headers()) {
         return Ok(next.run(request).await);
     }
     let presented = request

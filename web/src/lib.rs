@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod metrics;
+mod pages;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +40,9 @@ pub struct AppState {
 
 /// The whole application: API and health check.
 pub fn router(state: AppState) -> Router {
-    api::router(state.clone()).with_state(state)
+    api::router(state.clone())
+        .merge(pages::router(state.clone()))
+        .with_state(state)
 }
 
 /// Serves until `shutdown` is cancelled.

@@ -1,7 +1,7 @@
 //! The REST API: JSON under /api/v1, errors as `{"code": ..., "message": ...}` with
 //! a stable code, and the status each belongs to; never a 500 for bad input.
 
-mod dags;
+pub mod dags;
 mod runs;
 
 use axum::http::StatusCode;

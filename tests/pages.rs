@@ -1,0 +1,163 @@
+//! The pages in headless Chromium (Debian's, which scripts/chromium.sh installs)
+//! against a running `setlist web` with real runs in its store. Screenshots are kept
+//! in target/screenshots/.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::web::{TOKEN, serve};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+fn chromium() -> String {
+    let path = std::env::var("SETLIST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "Chromium is not installed at {path}. Install it with: scripts/chromium.sh"
+    );
+    path
+}
+
+/// Loads `url` in a fresh headless Chromium; returns the DOM after scripts ran,
+/// and keeps a screenshot as `name`.png.
+async fn browse(url: &str, name: &str) -> String {
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = std::env::temp_dir().join(common::streaming::unique("chromium"));
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--window-size=1280,800",
+    ];
+    let run = |extra: Vec<String>| {
+        let mut c = tokio::process::Command::new(chromium());
+        c.args(flags)
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(url);
+        c
+    };
+    let shot = run(vec![format!(
+        "--screenshot={}",
+        shots.join(format!("{name}.png")).display()
+    )])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let dom = run(vec!["--dump-dom".into()]).output().await.unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    std::fs::remove_dir_all(&profile).ok();
+    String::from_utf8(dom.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_dags_grid_and_run_pages_render_real_runs_in_chromium() {
+    let api = serve(&["--public-reads"]).await;
+    let (_, body) = api.post("/api/v1/dags/hello/runs", None).await;
+    let run_id = body["run_id"].as_i64().unwrap();
+    common::start_runs(&api.db.pool).await;
+    common::drain(&common::worker(&api.db).await).await;
+
+    let dags = browse(&format!("{}/", api.base), "dags").await;
+    assert!(dags.contains(r#"<tr data-dag="hello">"#), "{dags}");
+    assert!(
+        dags.contains(&format!(r#"<a class="sq success" href="/runs/{run_id}""#)),
+        "{dags}"
+    );
+    assert!(
+        dags.contains("broken.toml:1:1: the DAG has no tasks"),
+        "{dags}"
+    );
+    assert!(dags.contains("*/5 * * * * (Europe/Berlin)"), "{dags}");
+
+    let dag = browse(&format!("{}/dags/hello", api.base), "dag_hello").await;
+    let grid = &dag[dag.find(r#"id="grid""#).expect("a grid")..];
+    assert_eq!(grid.matches(r#"class="sq success""#).count(), 3, "{grid}");
+
+    let run = browse(&format!("{}/runs/{run_id}", api.base), "run").await;
+    assert!(
+        run.contains(r#"<span class="pill success">success</span>"#),
+        "{run}"
+    );
+    assert_eq!(
+        run.matches(r#"<span class="bar success""#).count(),
+        3,
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn pages_need_a_login_with_the_token_unless_reads_are_public() {
+    let api = serve(&[]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client.get(format!("{}/", api.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/login");
+
+    let wrong = client
+        .post(format!("{}/login", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=wrong")
+        .send()
+        .await
+        .unwrap();
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("That token is not the one")
+    );
+
+    let right = client
+        .post(format!("{}/login", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = right.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let page = client
+        .get(format!("{}/", api.base))
+        .header(COOKIE, &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(r#"<tr data-dag="hello">"#)
+    );
+    // The cookie also works for the API, so the pages can call it.
+    let api_call = client
+        .post(format!("{}/api/v1/dags/hello/pause", api.base))
+        .header(COOKIE, &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_call.status(), StatusCode::OK);
+}

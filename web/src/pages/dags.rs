@@ -1,0 +1,193 @@
+//! The DAGs page and one DAG's page (its grid of runs by tasks, and its tasks).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use chrono::{DateTime, Utc};
+use orchestrator::Dag;
+use orchestrator::dag::load_dir;
+use orchestrator::store::dags as store;
+
+use super::{page, when};
+use crate::AppState;
+use crate::api::ApiError;
+use crate::api::dags::find;
+
+pub struct RunSquare {
+    pub id: i64,
+    pub state: String,
+    pub logical_date: String,
+}
+
+pub struct DagRow {
+    pub id: String,
+    pub description: String,
+    pub schedule: String,
+    pub next_run: String,
+    pub paused: bool,
+    pub tags: Vec<String>,
+    pub runs: Vec<RunSquare>,
+}
+
+#[derive(Template)]
+#[template(path = "dags.html")]
+struct DagsPage {
+    dags: Vec<DagRow>,
+    errors: Vec<String>,
+}
+
+fn schedule(dag: &Dag) -> String {
+    match dag.schedule.expr() {
+        Some(e) => format!("{e} ({})", dag.schedule.timezone().name()),
+        None => "manual".into(),
+    }
+}
+
+fn next_run(dag: &Dag) -> String {
+    dag.schedule
+        .interval_starting_at_or_after(Utc::now())
+        .map(|i| when(Some(i.end)))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The newest `per_dag` runs of each DAG, newest last.
+async fn recent_runs(
+    state: &AppState,
+    dag_ids: &[String],
+    per_dag: i64,
+) -> Result<HashMap<String, Vec<RunSquare>>, ApiError> {
+    let rows: Vec<(String, i64, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT dag_id, id, state, logical_date FROM (
+             SELECT dag_id, id, state, logical_date,
+                    row_number() OVER (PARTITION BY dag_id ORDER BY logical_date DESC, id DESC) AS n
+             FROM setlist.dag_runs WHERE dag_id = ANY ($1)) AS r
+         WHERE n <= $2 ORDER BY logical_date, id",
+    )
+    .bind(dag_ids)
+    .bind(per_dag)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut out: HashMap<String, Vec<RunSquare>> = HashMap::new();
+    for (dag, id, state, logical_date) in rows {
+        out.entry(dag).or_default().push(RunSquare {
+            id,
+            state,
+            logical_date: when(Some(logical_date)),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let bag = load_dir(&state.config.dags_dir, &state.registry);
+    let paused = store::paused(&state.pool).await?;
+    let ids: Vec<String> = bag.dags.iter().map(|d| d.id.clone()).collect();
+    let mut runs = recent_runs(&state, &ids, 12).await?;
+    let dags = bag
+        .dags
+        .iter()
+        .map(|d| DagRow {
+            id: d.id.clone(),
+            description: d.description.clone(),
+            schedule: schedule(d),
+            next_run: next_run(d),
+            paused: paused.get(&d.id).copied().unwrap_or(false),
+            tags: d.tags.clone(),
+            runs: runs.remove(&d.id).unwrap_or_default(),
+        })
+        .collect();
+    let errors = bag.errors.iter().map(|e| e.to_string()).collect();
+    page(DagsPage { dags, errors })
+}
+
+pub struct TaskRow {
+    pub id: String,
+    pub kind: String,
+    pub depends_on: String,
+    pub trigger_rule: String,
+}
+
+pub struct GridRow {
+    pub task_id: String,
+    pub cells: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dag.html")]
+struct DagPage {
+    id: String,
+    description: String,
+    schedule: String,
+    paused: bool,
+    runs: Vec<RunSquare>,
+    grid: Vec<GridRow>,
+    tasks: Vec<TaskRow>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let bag = load_dir(&state.config.dags_dir, &state.registry);
+    let dag = find(&bag, &dag_id)?;
+    let paused = store::paused(&state.pool).await?;
+    let runs = recent_runs(&state, std::slice::from_ref(&dag.id), 25)
+        .await?
+        .remove(&dag.id)
+        .unwrap_or_default();
+    let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    let cells: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT run_id, task_id, state FROM setlist.task_instances WHERE run_id = ANY ($1)",
+    )
+    .bind(&run_ids)
+    .fetch_all(&state.pool)
+    .await?;
+    let states: HashMap<(i64, &str), &str> = cells
+        .iter()
+        .map(|(run, task, s)| ((*run, task.as_str()), s.as_str()))
+        .collect();
+    let grid = dag
+        .tasks
+        .iter()
+        .map(|t| GridRow {
+            task_id: t.id.clone(),
+            cells: run_ids
+                .iter()
+                .map(|r| {
+                    states
+                        .get(&(*r, t.id.as_str()))
+                        .unwrap_or(&"none")
+                        .to_string()
+                })
+                .collect(),
+        })
+        .collect();
+    let tasks = dag
+        .tasks
+        .iter()
+        .map(|t| TaskRow {
+            id: t.id.clone(),
+            kind: t.kind.clone(),
+            depends_on: if t.depends_on.is_empty() {
+                "-".into()
+            } else {
+                t.depends_on.join(", ")
+            },
+            trigger_rule: serde_json::to_value(t.trigger_rule)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        })
+        .collect();
+    page(DagPage {
+        id: dag.id.clone(),
+        description: dag.description.clone(),
+        schedule: schedule(&dag),
+        paused: paused.get(&dag.id).copied().unwrap_or(false),
+        runs,
+        grid,
+        tasks,
+    })
+}

@@ -1,0 +1,65 @@
+//! The server-rendered pages (askama templates in web/templates). Reads need the
+//! login cookie unless reads are public; logging in takes the API token.
+
+mod dags;
+mod login;
+mod runs;
+mod tasks;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::AppState;
+use crate::api::ApiError;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/", get(dags::list))
+        .route("/dags/{dag_id}", get(dags::show))
+        .route("/runs/{run_id}", get(runs::show))
+        .route("/runs/{run_id}/tasks/{task_id}", get(tasks::show))
+        .route_layer(middleware::from_fn_with_state(state, require_login));
+    Router::new()
+        .merge(pages)
+        .route("/login", get(login::form).post(login::submit))
+        .route("/static/setlist.css", get(css))
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/setlist.css"),
+    )
+}
+
+/// Pages need the login cookie, unless reads are public.
+async fn require_login(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.config.public_reads || crate::auth::cookie_matches(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        Redirect::to("/login").into_response()
+    }
+}
+
+/// A template rendered, or a 500 that says it could not be.
+fn page(t: impl Template) -> Result<Html<String>, ApiError> {
+    t.render().map(Html).map_err(|e| {
+        tracing::error!(error = %e, "A page failed to render.");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the page failed to render",
+        )
+    })
+}
+
+/// A time for people: `2026-05-01 17:00:05` in UTC, or a dash.
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}

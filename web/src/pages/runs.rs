@@ -1,0 +1,99 @@
+//! A run: its task instances with state, tries, times and a gantt bar each.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use orchestrator::store::runs;
+
+use super::{page, when};
+use crate::AppState;
+use crate::api::ApiError;
+
+pub struct TaskLine {
+    pub task_id: String,
+    pub state: String,
+    pub tries: String,
+    pub start: String,
+    pub end: String,
+    pub duration: String,
+    pub offset_pct: String,
+    pub width_pct: String,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    id: i64,
+    dag_id: String,
+    state: String,
+    run_type: String,
+    logical_date: String,
+    interval: String,
+    tasks: Vec<TaskLine>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let run_id: i64 = run_id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_run_id", "not a run id"))?;
+    let (run, tasks) = runs::get(&state.pool, run_id).await?;
+    // The gantt spans from the first task's start to the last one's end (or now).
+    let now = chrono::Utc::now();
+    let first = tasks.iter().filter_map(|t| t.started_at).min();
+    let last = tasks
+        .iter()
+        .map(|t| t.ended_at.or(t.started_at.map(|_| now)))
+        .max()
+        .flatten();
+    let span = match (first, last) {
+        (Some(a), Some(b)) if b > a => (b - a).num_milliseconds() as f64,
+        _ => 0.0,
+    };
+    let tasks = tasks
+        .into_iter()
+        .map(|t| {
+            let (offset, width) = match (first, t.started_at) {
+                (Some(f), Some(s)) if span > 0.0 => {
+                    let end = t.ended_at.unwrap_or(now);
+                    (
+                        (s - f).num_milliseconds() as f64 / span * 100.0,
+                        (end - s).num_milliseconds() as f64 / span * 100.0,
+                    )
+                }
+                _ => (0.0, 0.0),
+            };
+            TaskLine {
+                duration: match (t.started_at, t.ended_at) {
+                    (Some(s), Some(e)) => {
+                        format!("{:.1} s", (e - s).num_milliseconds() as f64 / 1e3)
+                    }
+                    _ => "-".into(),
+                },
+                task_id: t.task_id,
+                state: t.state,
+                tries: format!("{} of {}", t.try_number, t.max_tries),
+                start: when(t.started_at),
+                end: when(t.ended_at),
+                offset_pct: format!("{offset:.2}"),
+                width_pct: format!("{width:.2}"),
+            }
+        })
+        .collect();
+    page(RunPage {
+        id: run.id,
+        dag_id: run.dag_id,
+        state: run.state,
+        run_type: run.run_type,
+        logical_date: when(Some(run.logical_date)),
+        interval: format!(
+            "[{}, {})",
+            when(Some(run.data_interval_start)),
+            when(Some(run.data_interval_end))
+        ),
+        tasks,
+    })
+}
