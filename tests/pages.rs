@@ -152,6 +152,60 @@ async fn pages_need_a_login_with_the_token_unless_reads_are_public() {
             .unwrap()
             .contains(r#"<tr data-dag="hello">"#)
     );
+    // The pages' forms: trigger with a conf, bad conf, pause; only with the cookie.
+    let form = |path: &str, body: &str, cookie: Option<&str>| {
+        let mut req = client
+            .post(format!("{}{path}", api.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c.to_string());
+        }
+        req.send()
+    };
+    let res = form(
+        "/dags/hello/trigger",
+        "conf=%7B%22region%22%3A%22EU%22%7D",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.headers()[LOCATION], "/login");
+    let res = form(
+        "/dags/hello/trigger",
+        "conf=%7B%22region%22%3A%22EU%22%7D",
+        Some(&pair),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let run_page = res.headers()[LOCATION].to_str().unwrap().to_string();
+    let run_id: i64 = run_page.strip_prefix("/runs/").unwrap().parse().unwrap();
+    let (_, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["conf"], serde_json::json!({"region": "EU"}));
+    let page = client
+        .get(format!("{}{run_page}", api.base))
+        .header(COOKIE, &pair)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(&format!("Run {run_id} of"))
+    );
+    let res = form("/dags/hello/trigger", "conf=%7Boops", Some(&pair))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("conf is not JSON"));
+    let res = form("/dags/hello/pause", "", Some(&pair)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api.get("/api/v1/dags/hello").await.1["paused"], true);
+    let res = form("/dags/nope/unpause", "", Some(&pair)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
     // The cookie also works for the API, so the pages can call it.
     let api_call = client
         .post(format!("{}/api/v1/dags/hello/pause", api.base))

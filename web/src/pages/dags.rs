@@ -45,10 +45,12 @@ fn schedule(dag: &Dag) -> String {
     }
 }
 
+/// When the scheduler next creates a run: the next cron tick, which ends the
+/// interval before it.
 fn next_run(dag: &Dag) -> String {
     dag.schedule
         .interval_starting_at_or_after(Utc::now())
-        .map(|i| when(Some(i.end)))
+        .map(|i| when(Some(i.start)))
         .unwrap_or_else(|| "-".into())
 }
 

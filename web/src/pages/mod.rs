@@ -1,6 +1,7 @@
 //! The server-rendered pages (askama templates in web/templates). Reads need the
 //! login cookie unless reads are public; logging in takes the API token.
 
+mod actions;
 mod dags;
 mod login;
 mod runs;
@@ -12,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::api::ApiError;
@@ -23,9 +24,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}", get(dags::show))
         .route("/runs/{run_id}", get(runs::show))
         .route("/runs/{run_id}/tasks/{task_id}", get(tasks::show))
-        .route_layer(middleware::from_fn_with_state(state, require_login));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_login));
+    let actions = Router::new()
+        .route("/dags/{dag_id}/pause", post(actions::pause))
+        .route("/dags/{dag_id}/unpause", post(actions::unpause))
+        .route("/dags/{dag_id}/trigger", post(actions::trigger))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_login_to_change,
+        ));
     Router::new()
         .merge(pages)
+        .merge(actions)
         .route("/login", get(login::form).post(login::submit))
         .route("/static/setlist.css", get(css))
 }
@@ -40,6 +50,19 @@ async fn css() -> impl IntoResponse {
 /// Pages need the login cookie, unless reads are public.
 async fn require_login(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if state.config.public_reads || crate::auth::cookie_matches(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        Redirect::to("/login").into_response()
+    }
+}
+
+/// Changes need the login cookie, whether or not reads are public.
+async fn require_login_to_change(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if crate::auth::cookie_matches(&state, request.headers()) {
         next.run(request).await
     } else {
         Redirect::to("/login").into_response()
