@@ -305,6 +305,51 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     .unwrap();
     assert_eq!(duplicates, 5_000);
     all_dbt_nodes_passed(&db, second, "dbt_build").await;
+
+    // The dashboard draws its charts from this gold, in headless Chromium.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _web = Procs(vec![
+        setlist(&[
+            "web",
+            "--public-reads",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "setlist web did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dashboard = common::web::browse(&format!("{base}/analytics"), "analytics").await;
+    assert!(
+        dashboard.contains(r#"id="total-plays">55,000<"#),
+        "{dashboard}"
+    );
+    assert_eq!(
+        dashboard.matches(r#"data-drawn="true""#).count(),
+        4,
+        "{dashboard}"
+    );
+    let tracks = &dashboard[dashboard.find(r#"id="top-tracks""#).unwrap()..];
+    assert_eq!(
+        tracks
+            .split("</tbody>")
+            .next()
+            .unwrap()
+            .matches("<tr><td>")
+            .count(),
+        10
+    );
     let quality = run_dag(&db, &setlist, "spotify_quality").await;
     all_dbt_nodes_passed(&db, quality, "dbt_test_full_scan").await;
 

@@ -61,9 +61,16 @@ pub fn state(
         public_reads: args.public_reads,
         dags_dir: ctx.dags_dir.clone(),
     };
+    let warehouse_url =
+        std::env::var("SETLIST_WAREHOUSE_URL").unwrap_or_else(|_| ctx.database_url.clone());
+    let warehouse = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy(&warehouse_url)
+        .context("SETLIST_WAREHOUSE_URL is not a PostgreSQL URL")?;
     Ok((
         AppState {
             pool,
+            warehouse,
             registry: ctx.registry.clone(),
             config: Arc::new(config),
         },

@@ -95,3 +95,56 @@ impl Api {
         self.call(Method::POST, path, Some(TOKEN), body).await
     }
 }
+
+pub fn chromium() -> String {
+    let path = std::env::var("SETLIST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "Chromium is not installed at {path}. Install it with: scripts/chromium.sh"
+    );
+    path
+}
+
+/// Loads `url` in a fresh headless Chromium; returns the DOM after scripts ran,
+/// and keeps a screenshot as `name`.png.
+pub async fn browse(url: &str, name: &str) -> String {
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = std::env::temp_dir().join(super::streaming::unique("chromium"));
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--window-size=1280,800",
+    ];
+    let run = |extra: Vec<String>| {
+        let mut c = tokio::process::Command::new(chromium());
+        c.args(flags)
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(url);
+        c
+    };
+    let shot = run(vec![format!(
+        "--screenshot={}",
+        shots.join(format!("{name}.png")).display()
+    )])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let dom = run(vec!["--dump-dom".into()]).output().await.unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    std::fs::remove_dir_all(&profile).ok();
+    String::from_utf8(dom.stdout).unwrap()
+}

@@ -33,7 +33,10 @@ pub struct WebConfig {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The state store.
     pub pool: PgPool,
+    /// The warehouse whose gold the analytics page reads (PostgreSQL).
+    pub warehouse: PgPool,
     pub registry: Arc<Registry>,
     pub config: Arc<WebConfig>,
 }

@@ -2,6 +2,7 @@
 //! login cookie unless reads are public; logging in takes the API token.
 
 mod actions;
+mod analytics;
 mod dags;
 mod login;
 mod runs;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(dags::list))
         .route("/dags/{dag_id}", get(dags::show))
+        .route("/analytics", get(analytics::show))
         .route("/runs/{run_id}", get(runs::show))
         .route("/runs/{run_id}/tasks/{task_id}", get(tasks::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_login));
@@ -38,12 +40,29 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(actions)
         .route("/login", get(login::form).post(login::submit))
         .route("/static/setlist.css", get(css))
+        .route("/static/analytics.js", get(analytics_js))
+        .route("/static/vendor/chart-4.6.1.umd.min.js", get(chart_js))
 }
 
 async fn css() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../../static/setlist.css"),
+    )
+}
+
+async fn analytics_js() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/analytics.js"),
+    )
+}
+
+/// Chart.js 4.6.1, vendored (MIT; web/static/vendor/chart-4.6.1.LICENSE.md).
+async fn chart_js() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/vendor/chart-4.6.1.umd.min.js"),
     )
 }
 
