@@ -52,7 +52,7 @@ pub struct Range {
 }
 
 /// `1234567` as `1,234,567`.
-fn grouped(n: i64) -> String {
+pub fn grouped(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -4,6 +4,7 @@
 mod actions;
 mod analytics;
 mod dags;
+mod health;
 mod login;
 mod runs;
 mod tasks;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(dags::list))
         .route("/dags/{dag_id}", get(dags::show))
         .route("/analytics", get(analytics::show))
+        .route("/health", get(health::show))
         .route("/runs/{run_id}", get(runs::show))
         .route("/runs/{run_id}/tasks/{task_id}", get(tasks::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_login));

@@ -1,0 +1,129 @@
+//! Pipeline health: the counts at each stage, in all and per hour of landing, so a
+//! person sees at a glance that nothing was lost, and how long ago the lander wrote.
+//! The ledger lives in the state store, the rest in the warehouse; objects are
+//! matched by key in Rust, so the two may be different databases.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Html;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use super::analytics::grouped;
+use super::page;
+use crate::AppState;
+use crate::api::ApiError;
+
+pub struct Totals {
+    pub landed: String,
+    pub dead: String,
+    pub bronze: String,
+    pub silver: String,
+    pub quarantined: String,
+    pub gold: String,
+}
+
+pub struct Hour {
+    pub hour: String,
+    pub objects: String,
+    pub landed: String,
+    pub dead: String,
+    pub loaded: String,
+    pub waiting: String,
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    last_written: String,
+    totals: Totals,
+    hours: Vec<Hour>,
+}
+
+/// A count from the warehouse, or 0 when its table does not exist yet.
+async fn count(state: &AppState, sql: &str) -> Result<i64, ApiError> {
+    match sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(&state.warehouse)
+        .await
+    {
+        Ok(n) => Ok(n),
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
+            Ok(0)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let objects: Vec<(String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+        "SELECT object_key, written_at, rows::bigint, dead_letters::bigint FROM setlist.raw_objects
+         WHERE state = 'written' AND object_key IS NOT NULL",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let loaded: HashMap<String, i64> = match sqlx::query_as::<_, (String, i64)>(
+        "SELECT object_key, rows FROM bronze.load_manifest",
+    )
+    .fetch_all(&state.warehouse)
+    .await
+    {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
+            HashMap::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // hour -> (objects, landed, dead, loaded)
+    let mut hours: std::collections::BTreeMap<DateTime<Utc>, (i64, i64, i64, i64)> =
+        Default::default();
+    for (key, written, rows, dead) in &objects {
+        let hour = written
+            .duration_trunc(TimeDelta::hours(1))
+            .unwrap_or(*written);
+        let e = hours.entry(hour).or_default();
+        e.0 += 1;
+        e.1 += rows;
+        e.2 += dead;
+        e.3 += loaded.get(key).copied().unwrap_or(0);
+    }
+    let last = objects.iter().map(|o| o.1).max();
+    let totals = Totals {
+        landed: grouped(objects.iter().map(|o| o.2).sum()),
+        dead: grouped(objects.iter().map(|o| o.3).sum()),
+        bronze: grouped(loaded.values().sum()),
+        silver: grouped(count(&state, "SELECT count(*) FROM silver.stg_bronze__plays").await?),
+        quarantined: grouped(
+            count(
+                &state,
+                "SELECT count(*) FROM silver.stg_bronze__plays_quarantine",
+            )
+            .await?,
+        ),
+        gold: grouped(count(&state, "SELECT count(*) FROM gold.fct_plays").await?),
+    };
+    page(HealthPage {
+        last_written: match last {
+            Some(t) => format!(
+                "{} ({:.0} s ago)",
+                t.format("%Y-%m-%d %H:%M:%S"),
+                (Utc::now() - t).num_milliseconds() as f64 / 1e3
+            ),
+            None => "never".into(),
+        },
+        totals,
+        hours: hours
+            .into_iter()
+            .rev()
+            .take(48)
+            .map(|(hour, (objects, landed, dead, loaded))| Hour {
+                hour: hour.format("%Y-%m-%d %H:00").to_string(),
+                objects: grouped(objects),
+                landed: grouped(landed),
+                dead: grouped(dead),
+                loaded: grouped(loaded),
+                waiting: grouped(landed - loaded),
+            })
+            .collect(),
+    })
+}
