@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-use common::streaming::{BronzeRow, landed, simulation, unique};
+use common::streaming::{BronzeRow, landed, simulation, stray_object, unique};
 use common::{Procs, TestDb, spawn_setlist, trigger_via_cli};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use object_store::ObjectStoreExt;
 use tasks::bronze::postgres::Postgres;
 use tasks::bronze::{LoadBronze, LoadReport};
 use tasks::storage::Storage;
@@ -115,17 +114,17 @@ async fn every_landed_event_reaches_bronze_once_and_a_rerun_loads_nothing() {
 async fn corrupt_and_foreign_objects_fail_by_name_and_the_others_still_load() {
     let db = TestDb::new().await;
     let (topic, dir) = landed(&db, 3_000, 1_000).await;
-    let storage = Storage::open(&dir).unwrap();
     // Not Parquet at all, and Parquet with another layout.
     let garbage = "raw/plays/dt=2026-05-01/hr=17/garbage.parquet";
-    storage
-        .store
-        .put(
-            &storage.key(garbage),
-            b"PAR1 but not really".to_vec().into(),
-        )
-        .await
-        .unwrap();
+    stray_object(
+        &db.pool,
+        &dir,
+        &topic,
+        garbage,
+        0,
+        b"PAR1 but not really".to_vec(),
+    )
+    .await;
     let foreign = "raw/plays/dt=2026-05-01/hr=17/foreign.parquet";
     let batch =
         RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef)])
@@ -134,23 +133,7 @@ async fn corrupt_and_foreign_objects_fail_by_name_and_the_others_still_load() {
     let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    storage
-        .store
-        .put(&storage.key(foreign), bytes.into())
-        .await
-        .unwrap();
-    for (i, key) in [garbage, foreign].iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO setlist.raw_objects (topic, partition, first_offset, last_offset, object_key, rows, dead_letters, bytes, state, written_at)
-             VALUES ($1, 99, $2, $2, $3, 3, 0, 10, 'written', now())",
-        )
-        .bind(&topic)
-        .bind(i as i64)
-        .bind(key)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    }
+    stray_object(&db.pool, &dir, &topic, foreign, 1, bytes).await;
     let report = load(&db, &topic, &dir).await;
     assert_eq!(report.rows, 3_000);
     let failed: BTreeMap<String, String> = report.failed.into_iter().collect();

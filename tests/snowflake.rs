@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::streaming::{landed, simulation, unique};
+use common::streaming::{landed, simulation, stray_object, unique};
 use common::{Procs, TestDb, spawn_setlist_with, trigger_via_cli};
-use object_store::ObjectStoreExt;
 use snowflake_connector_rs::CellValue;
 use tasks::bronze::snowflake::{Snowflake, SnowflakeAuth, SnowflakeConfig};
 use tasks::bronze::{LoadBronze, LoadReport};
@@ -130,25 +129,16 @@ async fn objects_load_into_snowflake_once_even_when_the_manifest_is_lost() {
 async fn a_corrupt_object_fails_by_name_in_snowflake_and_leaves_no_rows() {
     let db = TestDb::new().await;
     let (topic, dir) = landed(&db, 2_000, 1_000).await;
-    let storage = Storage::open(&dir).unwrap();
     let garbage = "raw/plays/dt=2026-05-01/hr=17/garbage.parquet";
-    storage
-        .store
-        .put(
-            &storage.key(garbage),
-            b"PAR1 but not really".to_vec().into(),
-        )
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO setlist.raw_objects (topic, partition, first_offset, last_offset, object_key, rows, dead_letters, bytes, state, written_at)
-         VALUES ($1, 99, 0, 0, $2, 3, 0, 10, 'written', now())",
+    stray_object(
+        &db.pool,
+        &dir,
+        &topic,
+        garbage,
+        0,
+        b"PAR1 but not really".to_vec(),
     )
-    .bind(&topic)
-    .bind(garbage)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    .await;
     let (sf, _) = snowflake(&dir).await;
     let report = load(&db, &sf, &topic, &dir).await;
     assert_eq!(report.rows, 2_000);

@@ -216,3 +216,32 @@ pub async fn landed(db: &crate::common::TestDb, count: u64, max_rows: usize) -> 
     lander.await.unwrap().unwrap();
     (topic, dir)
 }
+
+/// Puts `bytes` into the lake at `key` and records it in the ledger as a written
+/// object of `topic` (partition 99 at `offset`), as if the lander had written it:
+/// how tests slip a corrupt or foreign object in front of the loader.
+pub async fn stray_object(
+    pool: &PgPool,
+    dir: &str,
+    topic: &str,
+    key: &str,
+    offset: i64,
+    bytes: Vec<u8>,
+) {
+    let storage = Storage::open(dir).unwrap();
+    storage
+        .store
+        .put(&storage.key(key), bytes.into())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO setlist.raw_objects (topic, partition, first_offset, last_offset, object_key, rows, dead_letters, bytes, state, written_at)
+         VALUES ($1, 99, $2, $2, $3, 3, 0, 10, 'written', now())",
+    )
+    .bind(topic)
+    .bind(offset)
+    .bind(key)
+    .execute(pool)
+    .await
+    .unwrap();
+}

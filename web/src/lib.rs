@@ -41,6 +41,19 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
 }
 
+impl AppState {
+    /// The DAG folder as it is now: every DAG that loads, and the problems of the rest.
+    pub fn dags(&self) -> orchestrator::DagBag {
+        orchestrator::dag::load_dir(&self.config.dags_dir, &self.registry)
+    }
+}
+
+/// Whether a warehouse query failed because its schema or table does not exist yet
+/// (the pipeline has not built gold).
+pub(crate) fn missing_table(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("42P01" | "3F000")))
+}
+
 /// The whole application: API and health check.
 pub fn router(state: AppState) -> Router {
     api::router(state.clone())

@@ -3,17 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use orchestrator::dag::load_dir;
 use orchestrator::store::dags as store;
 use orchestrator::{Dag, DagBag};
 use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::AppState;
-
-fn bag(state: &AppState) -> DagBag {
-    load_dir(&state.config.dags_dir, &state.registry)
-}
 
 pub fn find(bag: &DagBag, dag_id: &str) -> Result<Dag, ApiError> {
     bag.get(dag_id).cloned().ok_or_else(|| {
@@ -33,7 +28,7 @@ fn describe(dag: &Dag, paused: bool) -> Value {
 
 /// Every DAG that loads, and every problem of the files that do not.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let bag = bag(&state);
+    let bag = state.dags();
     let paused = store::paused(&state.pool).await?;
     let dags: Vec<Value> = bag
         .dags
@@ -48,7 +43,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let dag = find(&bag(&state), &dag_id)?;
+    let dag = find(&state.dags(), &dag_id)?;
     let paused = store::paused(&state.pool).await?;
     Ok(Json(describe(
         &dag,
@@ -57,7 +52,7 @@ pub async fn get(
 }
 
 async fn set_paused(state: &AppState, dag_id: &str, paused: bool) -> Result<Json<Value>, ApiError> {
-    let dag = find(&bag(state), dag_id)?;
+    let dag = find(&state.dags(), dag_id)?;
     store::upsert(&state.pool, &dag).await?;
     store::set_paused(&state.pool, dag_id, paused).await?;
     Ok(Json(json!({ "dag_id": dag_id, "paused": paused })))

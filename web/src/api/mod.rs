@@ -2,7 +2,7 @@
 //! a stable code, and the status each belongs to; never a 500 for bad input.
 
 pub mod dags;
-mod runs;
+pub mod runs;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -42,8 +42,7 @@ pub async fn trigger(
             "conf must be a JSON object",
         ));
     }
-    let bag = orchestrator::dag::load_dir(&state.config.dags_dir, &state.registry);
-    let dag = find(&bag, &dag_id)?;
+    let dag = find(&state.dags(), &dag_id)?;
     let run_id = runs::trigger(&state.pool, &dag, conf, body.logical_date).await?;
     Ok((
         StatusCode::CREATED,
@@ -51,7 +50,7 @@ pub async fn trigger(
     ))
 }
 
-fn run_id(text: &str) -> Result<i64, ApiError> {
+pub(crate) fn run_id(text: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -193,8 +192,7 @@ pub async fn backfill(
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: BackfillBody = body(&bytes)?;
-    let bag = orchestrator::dag::load_dir(&state.config.dags_dir, &state.registry);
-    let dag = find(&bag, &dag_id)?;
+    let dag = find(&state.dags(), &dag_id)?;
     let done = runs::backfill(&state.pool, &dag, request.from, request.to).await?;
     Ok((
         StatusCode::CREATED,

@@ -7,7 +7,6 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use orchestrator::dag::load_dir;
 use orchestrator::store::{dags as store, runs};
 use serde::Deserialize;
 
@@ -28,7 +27,7 @@ fn not_done(status: StatusCode, message: String, back: String) -> Response {
 }
 
 async fn set_paused(state: &AppState, dag_id: &str, paused: bool) -> Response {
-    let bag = load_dir(&state.config.dags_dir, &state.registry);
+    let bag = state.dags();
     let result = async {
         let dag = find(&bag, dag_id).map_err(|_| format!("no DAG `{dag_id}` loads"))?;
         store::upsert(&state.pool, &dag)
@@ -80,7 +79,7 @@ pub async fn trigger(
             );
         }
     };
-    let bag = load_dir(&state.config.dags_dir, &state.registry);
+    let bag = state.dags();
     let Ok(dag) = find(&bag, &dag_id) else {
         return not_done(
             StatusCode::NOT_FOUND,

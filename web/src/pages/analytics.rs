@@ -84,7 +84,7 @@ pub async fn show(
             .await;
     let latest = match latest {
         Ok(d) => d.unwrap_or_else(|| Utc::now().date_naive()),
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
+        Err(e) if crate::missing_table(&e) => {
             let today = Utc::now().date_naive();
             return page(AnalyticsPage {
                 from: today.to_string(),

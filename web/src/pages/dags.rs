@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 use chrono::{DateTime, Utc};
 use orchestrator::Dag;
-use orchestrator::dag::load_dir;
 use orchestrator::store::dags as store;
 
 use super::{page, when};
@@ -83,7 +82,7 @@ async fn recent_runs(
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let bag = load_dir(&state.config.dags_dir, &state.registry);
+    let bag = state.dags();
     let paused = store::paused(&state.pool).await?;
     let ids: Vec<String> = bag.dags.iter().map(|d| d.id.clone()).collect();
     let mut runs = recent_runs(&state, &ids, 12).await?;
@@ -132,8 +131,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let bag = load_dir(&state.config.dags_dir, &state.registry);
-    let dag = find(&bag, &dag_id)?;
+    let dag = find(&state.dags(), &dag_id)?;
     let paused = store::paused(&state.pool).await?;
     let runs = recent_runs(&state, std::slice::from_ref(&dag.id), 25)
         .await?

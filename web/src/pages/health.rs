@@ -48,9 +48,7 @@ async fn count(state: &AppState, sql: &str) -> Result<i64, ApiError> {
         .await
     {
         Ok(n) => Ok(n),
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
-            Ok(0)
-        }
+        Err(e) if crate::missing_table(&e) => Ok(0),
         Err(e) => Err(e.into()),
     }
 }
@@ -69,9 +67,7 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
     .await
     {
         Ok(rows) => rows.into_iter().collect(),
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
-            HashMap::new()
-        }
+        Err(e) if crate::missing_table(&e) => HashMap::new(),
         Err(e) => return Err(e.into()),
     };
     // hour -> (objects, landed, dead, loaded)

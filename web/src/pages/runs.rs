@@ -2,7 +2,6 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Html;
 use orchestrator::store::runs;
 
@@ -37,9 +36,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let run_id: i64 = run_id
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_run_id", "not a run id"))?;
+    let run_id = crate::api::runs::run_id(&run_id)?;
     let (run, tasks) = runs::get(&state.pool, run_id).await?;
     // The gantt spans from the first task's start to the last one's end (or now).
     let now = chrono::Utc::now();
