@@ -300,6 +300,69 @@ async fn a_run_s_logs_can_be_read_its_tasks_cleared_and_a_dag_backfilled() {
         );
     }
 
+    // Marking by hand: greet (queued again after the clear) failed, so the tasks
+    // below it are upstream_failed and the run fails; then greet, count and done
+    // marked success make it a success again.
+    let mark = |task: &'static str, body: &'static str| {
+        let api = &api;
+        async move {
+            api.post(
+                &format!("/api/v1/runs/{run_id}/tasks/{task}/state"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, marked) = mark("greet", r#"{"state": "failed"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{marked}");
+    let (_, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["tasks"][1]["state"], "upstream_failed", "{run}");
+    for task in ["greet", "count", "done"] {
+        let (status, marked) = mark(task, r#"{"state": "success"}"#).await;
+        assert_eq!(status, StatusCode::OK, "{task}: {marked}");
+    }
+    let (_, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["state"], "success", "{run}");
+    sqlx::query("UPDATE setlist.task_instances SET state = 'running' WHERE run_id = $1 AND task_id = 'done'")
+        .bind(run_id)
+        .execute(&api.db.pool)
+        .await
+        .unwrap();
+    for (task, body, want, want_code) in [
+        (
+            "done",
+            r#"{"state": "success"}"#,
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            "nope",
+            r#"{"state": "success"}"#,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "greet",
+            r#"{"state": "running"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_state",
+        ),
+        (
+            "greet",
+            r#"{"to": "success"}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+    ] {
+        let (status, answer) = mark(task, body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (want, want_code),
+            "{task} {body}: {answer}"
+        );
+    }
+
     // Every five minutes from 17:00 to 17:30 (Europe/Berlin schedule, UTC dates).
     let window = r#"{"from": "2026-05-01T15:00:00Z", "to": "2026-05-01T15:30:00Z"}"#;
     let (status, done) = api.post("/api/v1/dags/hello/backfill", Some(window)).await;

@@ -24,6 +24,14 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+/// One partition's offsets: `low` is the first still kept, `high` the next to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    pub partition: i32,
+    pub low: i64,
+    pub high: i64,
+}
+
 pub fn default_brokers() -> String {
     std::env::var("SETLIST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }
@@ -55,6 +63,42 @@ impl KafkaConfig {
             c.set(k, v);
         }
         c
+    }
+
+    /// Each partition of the topic with its low and high watermarks (the first
+    /// offset still kept and the offset the next message will get), asking the
+    /// broker for at most `timeout`.
+    pub async fn watermarks(&self, timeout: Duration) -> anyhow::Result<Vec<Watermarks>> {
+        let consumer: rdkafka::consumer::BaseConsumer = self
+            .client(&[])
+            .create()
+            .context("Failed to create a Kafka consumer")?;
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), timeout)
+                .with_context(|| format!("the broker did not describe topic `{topic}`"))?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            partitions
+                .into_iter()
+                .map(|partition| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, partition, timeout)
+                        .with_context(|| format!("no watermarks for {topic}/{partition}"))?;
+                    Ok(Watermarks {
+                        partition,
+                        low,
+                        high,
+                    })
+                })
+                .collect()
+        })
+        .await?
     }
 
     /// Creates the topic with `partitions` partitions unless it exists. A broker that

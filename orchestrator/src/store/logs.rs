@@ -36,3 +36,42 @@ pub async fn attempt(
     .fetch_all(pool)
     .await?)
 }
+
+/// The lines of one attempt after line `after_seq`, with their sequence numbers, for
+/// following a log while the task runs.
+pub async fn since(
+    pool: &PgPool,
+    run_id: i64,
+    task_id: &str,
+    try_number: i32,
+    after_seq: i32,
+) -> Result<Vec<(i32, LogLine)>> {
+    let rows: Vec<(i32, i32, DateTime<Utc>, String, String)> = sqlx::query_as(
+        "SELECT l.seq, a.try_number, l.logged_at, l.stream, l.line
+         FROM setlist.task_instances t
+         JOIN setlist.attempts a ON a.ti_id = t.id AND a.try_number = $3
+         JOIN setlist.attempt_logs l ON l.attempt_id = a.id AND l.seq > $4
+         WHERE t.run_id = $1 AND t.task_id = $2
+         ORDER BY l.seq",
+    )
+    .bind(run_id)
+    .bind(task_id)
+    .bind(try_number)
+    .bind(after_seq)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, try_number, logged_at, stream, line)| {
+            (
+                seq,
+                LogLine {
+                    try_number,
+                    logged_at,
+                    stream,
+                    line,
+                },
+            )
+        })
+        .collect())
+}

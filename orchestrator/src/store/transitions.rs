@@ -366,6 +366,61 @@ pub async fn clear(
     Ok(selected)
 }
 
+/// Sets a task instance's state by hand (a person marking it success or failed, as
+/// in Airflow), then decides the tasks waiting below it and ends the run if nothing
+/// is left to do; a run already ended is judged again. A running task must be
+/// cancelled first, so no worker's result is overwritten.
+pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: &str) -> Result<()> {
+    if !matches!(state, "success" | "failed") {
+        return Err(Error::Invalid(format!(
+            "a task can be marked success or failed, not `{state}`"
+        )));
+    }
+    let mut tx = pool.begin().await?;
+    let run_state = lock_run(&mut tx, run_id).await?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
+    )
+    .bind(run_id)
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let current =
+        current.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
+    if current == "running" {
+        return Err(Error::Conflict(format!(
+            "task `{task_id}` of run {run_id} is running; cancel it first"
+        )));
+    }
+    sqlx::query(
+        "UPDATE setlist.task_instances
+         SET state = $3, retry_at = NULL, worker_id = NULL, cancel_requested = false,
+             ended_at = clock_timestamp()
+         WHERE run_id = $1 AND task_id = $2",
+    )
+    .bind(run_id)
+    .bind(task_id)
+    .bind(state)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(include_str!("../queries/recount_upstream.sql"))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+    if run_state != "queued" {
+        sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if evaluate(&mut tx, run_id).await? {
+            notify(&mut tx, WORK_CHANNEL, "").await?;
+        }
+        finalize_run(&mut tx, run_id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Asks the worker running a task to stop it. The attempt fails and is not retried.
 pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result<i64> {
     let mut tx = pool.begin().await?;

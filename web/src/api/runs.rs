@@ -179,6 +179,37 @@ pub async fn clear(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct MarkBody {
+    state: String,
+}
+
+/// POST /api/v1/runs/{run_id}/tasks/{task_id}/state: marks a task success or
+/// failed by hand; the tasks below it are decided again.
+pub async fn mark(
+    State(state): State<AppState>,
+    Path((run_id, task_id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = self::run_id(&run_id)?;
+    let request: MarkBody = body(&bytes)?;
+    if !matches!(request.state.as_str(), "success" | "failed") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_state",
+            format!(
+                "state `{}` cannot be set by hand; use success or failed",
+                request.state
+            ),
+        ));
+    }
+    transitions::mark(&state.pool, run_id, &task_id, &request.state).await?;
+    Ok(Json(
+        json!({ "run_id": run_id, "task_id": task_id, "state": request.state }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BackfillBody {
     from: DateTime<Utc>,
     to: DateTime<Utc>,

@@ -1,5 +1,6 @@
-//! What the pages change: pause and unpause a DAG, trigger a run with a conf. Each
-//! needs the login cookie, even where reads are public; SameSite=Strict keeps other
+//! What the pages change: pause and unpause a DAG, trigger a run with a conf,
+//! backfill, clear a task (alone or with its downstream), mark it success or failed.
+//! Each needs the login cookie, even where reads are public; SameSite=Strict keeps other
 //! sites from sending it.
 
 use askama::Template;
@@ -7,7 +8,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use orchestrator::store::{dags as store, runs};
+use orchestrator::store::{dags as store, runs, transitions};
 use serde::Deserialize;
 
 use super::page;
@@ -89,14 +90,100 @@ pub async fn trigger(
     };
     match runs::trigger(&state.pool, &dag, conf, None).await {
         Ok(run_id) => Redirect::to(&format!("/runs/{run_id}")).into_response(),
-        Err(orchestrator::Error::Database(e)) => {
-            tracing::error!(error = %e, "A trigger from the pages failed.");
-            not_done(
+        Err(e) => refused(e, back),
+    }
+}
+
+/// The page for an engine error: 404/409/422 with its message, 500 for the store.
+fn refused(e: orchestrator::Error, back: String) -> Response {
+    use orchestrator::Error::*;
+    let status = match &e {
+        NotFound(_) => StatusCode::NOT_FOUND,
+        Conflict(_) => StatusCode::CONFLICT,
+        Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Database(_) | Migrate(_) => {
+            tracing::error!(error = %e, "An action from the pages failed.");
+            return not_done(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the state store failed".into(),
                 back,
-            )
+            );
         }
-        Err(e) => not_done(StatusCode::UNPROCESSABLE_ENTITY, e.to_string(), back),
+    };
+    not_done(status, e.to_string(), back)
+}
+
+#[derive(Deserialize)]
+pub struct BackfillForm {
+    from: String,
+    to: String,
+}
+
+/// A `datetime-local` field (`2026-05-01T15:00`, seconds optional), read as UTC.
+fn utc(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text.trim(), f).ok())
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{field} `{text}` is not a date and time such as 2026-05-01T15:00"))
+}
+
+pub async fn backfill(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Form(form): Form<BackfillForm>,
+) -> Response {
+    let back = format!("/dags/{dag_id}");
+    let (from, to) = match (utc("from", &form.from), utc("to", &form.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) | (_, Err(e)) => return not_done(StatusCode::BAD_REQUEST, e, back),
+    };
+    let bag = state.dags();
+    let Ok(dag) = find(&bag, &dag_id) else {
+        return not_done(
+            StatusCode::NOT_FOUND,
+            format!("no DAG `{dag_id}` loads"),
+            "/".into(),
+        );
+    };
+    match runs::backfill(&state.pool, &dag, from, to).await {
+        Ok(_) => Redirect::to(&back).into_response(),
+        Err(e) => refused(e, back),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ClearForm {
+    #[serde(default)]
+    downstream: Option<String>,
+}
+
+pub async fn clear(
+    State(state): State<AppState>,
+    Path((run_id, task_id)): Path<(i64, String)>,
+    Form(form): Form<ClearForm>,
+) -> Response {
+    let back = format!("/runs/{run_id}/tasks/{task_id}");
+    let tasks = [task_id];
+    match transitions::clear(&state.pool, run_id, &tasks, form.downstream.is_some()).await {
+        Ok(_) => Redirect::to(&format!("/runs/{run_id}")).into_response(),
+        Err(e) => refused(e, back),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MarkForm {
+    state: String,
+}
+
+pub async fn mark(
+    State(state): State<AppState>,
+    Path((run_id, task_id)): Path<(i64, String)>,
+    Form(form): Form<MarkForm>,
+) -> Response {
+    let back = format!("/runs/{run_id}/tasks/{task_id}");
+    match transitions::mark(&state.pool, run_id, &task_id, &form.state).await {
+        Ok(()) => Redirect::to(&format!("/runs/{run_id}")).into_response(),
+        Err(e) => refused(e, back),
     }
 }

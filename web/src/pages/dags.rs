@@ -1,4 +1,5 @@
-//! The DAGs page and one DAG's page (its grid of runs by tasks, and its tasks).
+//! The DAGs page and one DAG's page: its graph coloured by the latest run, the grid
+//! of runs by tasks, run durations over time, trigger and backfill forms, its tasks.
 
 use std::collections::HashMap;
 
@@ -119,6 +120,9 @@ pub struct GridRow {
 #[template(path = "dag.html")]
 struct DagPage {
     id: String,
+    graph: super::graph::Graph,
+    /// The durations chart's data, JSON: `[{"run": id, "state": s, "seconds": x, "at": date}]`.
+    durations: String,
     description: String,
     schedule: String,
     paused: bool,
@@ -164,6 +168,24 @@ pub async fn show(
                 .collect(),
         })
         .collect();
+    // The graph shows the newest run's states.
+    let latest: HashMap<String, String> = run_ids
+        .last()
+        .map(|newest| {
+            cells
+                .iter()
+                .filter(|(r, _, _)| r == newest)
+                .map(|(_, t, s)| (t.clone(), s.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let shape: Vec<(String, Vec<String>)> = dag
+        .tasks
+        .iter()
+        .map(|t| (t.id.clone(), t.depends_on.clone()))
+        .collect();
+    let graph = super::graph::layout(&shape, &latest);
+    let durations = durations(&state, &dag.id).await?;
     let tasks = dag
         .tasks
         .iter()
@@ -183,6 +205,8 @@ pub async fn show(
         .collect();
     page(DagPage {
         id: dag.id.clone(),
+        graph,
+        durations,
         description: dag.description.clone(),
         schedule: schedule(&dag),
         paused: paused.get(&dag.id).copied().unwrap_or(false),
@@ -190,4 +214,26 @@ pub async fn show(
         grid,
         tasks,
     })
+}
+
+/// How long the DAG's last 100 finished runs took, oldest first, as JSON for the
+/// chart.
+async fn durations(state: &AppState, dag_id: &str) -> Result<String, ApiError> {
+    let rows: Vec<(i64, String, f64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, state, extract(epoch FROM ended_at - started_at)::float8, logical_date FROM (
+             SELECT id, state, started_at, ended_at, logical_date FROM setlist.dag_runs
+             WHERE dag_id = $1 AND ended_at IS NOT NULL AND started_at IS NOT NULL
+             ORDER BY logical_date DESC, id DESC LIMIT 100) AS r
+         ORDER BY logical_date, id",
+    )
+    .bind(dag_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let points: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(run, state, seconds, at)| {
+            serde_json::json!({ "run": run, "state": state, "seconds": seconds, "at": when(Some(at)) })
+        })
+        .collect();
+    Ok(serde_json::Value::Array(points).to_string())
 }

@@ -1,13 +1,16 @@
 //! Pipeline health: the counts at each stage, in all and per hour of landing, so a
 //! person sees at a glance that nothing was lost, and how long ago the lander wrote.
 //! The ledger lives in the state store, the rest in the warehouse; objects are
-//! matched by key in Rust, so the two may be different databases.
+//! matched by key in Rust, so the two may be different databases. The broker tells
+//! how many messages were produced; the lander's lag is what it has not landed yet.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Html;
+use std::time::Duration;
+
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use super::analytics::grouped;
@@ -16,6 +19,7 @@ use crate::AppState;
 use crate::api::ApiError;
 
 pub struct Totals {
+    pub produced: String,
     pub landed: String,
     pub dead: String,
     pub bronze: String,
@@ -33,10 +37,24 @@ pub struct Hour {
     pub waiting: String,
 }
 
+/// One partition of the topic: produced (the high watermark), landed through (the
+/// ledger's next offset) and the lander's lag between them.
+pub struct Partition {
+    pub partition: i32,
+    pub produced: String,
+    pub landed: String,
+    pub lag: String,
+}
+
 #[derive(Template)]
 #[template(path = "health.html")]
 struct HealthPage {
     last_written: String,
+    topic: String,
+    /// Why the broker could not be asked, if it could not.
+    broker_error: Option<String>,
+    partitions: Vec<Partition>,
+    lag: String,
     totals: Totals,
     hours: Vec<Hour>,
 }
@@ -84,7 +102,38 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         e.3 += loaded.get(key).copied().unwrap_or(0);
     }
     let last = objects.iter().map(|o| o.1).max();
+    let kafka = tasks::kafka::KafkaConfig::default();
+    let through: HashMap<i32, i64> = sqlx::query_as(
+        "SELECT partition, max(last_offset) + 1 FROM setlist.raw_objects
+         WHERE topic = $1 AND state = 'written' GROUP BY partition",
+    )
+    .bind(&kafka.topic)
+    .fetch_all(&state.pool)
+    .await?
+    .into_iter()
+    .collect();
+    let (partitions, broker_error) = match kafka.watermarks(Duration::from_secs(2)).await {
+        Ok(marks) => (marks, None),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
+    let produced: i64 = partitions.iter().map(|p| p.high - p.low).sum();
+    let lag: i64 = partitions
+        .iter()
+        .map(|p| {
+            p.high
+                - through
+                    .get(&p.partition)
+                    .copied()
+                    .unwrap_or(p.low)
+                    .max(p.low)
+        })
+        .sum();
     let totals = Totals {
+        produced: if broker_error.is_some() {
+            "?".into()
+        } else {
+            grouped(produced)
+        },
         landed: grouped(objects.iter().map(|o| o.2).sum()),
         dead: grouped(objects.iter().map(|o| o.3).sum()),
         bronze: grouped(loaded.values().sum()),
@@ -99,6 +148,29 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         gold: grouped(count(&state, "SELECT count(*) FROM gold.fct_plays").await?),
     };
     page(HealthPage {
+        topic: kafka.topic.clone(),
+        lag: if broker_error.is_some() {
+            "?".into()
+        } else {
+            grouped(lag)
+        },
+        broker_error,
+        partitions: partitions
+            .iter()
+            .map(|p| {
+                let landed = through
+                    .get(&p.partition)
+                    .copied()
+                    .unwrap_or(p.low)
+                    .max(p.low);
+                Partition {
+                    partition: p.partition,
+                    produced: grouped(p.high - p.low),
+                    landed: grouped(landed - p.low),
+                    lag: grouped(p.high - landed),
+                }
+            })
+            .collect(),
         last_written: match last {
             Some(t) => format!(
                 "{} ({:.0} s ago)",

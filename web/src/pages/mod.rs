@@ -4,6 +4,7 @@
 mod actions;
 mod analytics;
 mod dags;
+mod graph;
 mod health;
 mod login;
 mod runs;
@@ -28,11 +29,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/health", get(health::show))
         .route("/runs/{run_id}", get(runs::show))
         .route("/runs/{run_id}/tasks/{task_id}", get(tasks::show))
+        .route("/runs/{run_id}/tasks/{task_id}/follow", get(tasks::follow))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_login));
     let actions = Router::new()
         .route("/dags/{dag_id}/pause", post(actions::pause))
         .route("/dags/{dag_id}/unpause", post(actions::unpause))
         .route("/dags/{dag_id}/trigger", post(actions::trigger))
+        .route("/dags/{dag_id}/backfill", post(actions::backfill))
+        .route("/runs/{run_id}/tasks/{task_id}/clear", post(actions::clear))
+        .route("/runs/{run_id}/tasks/{task_id}/mark", post(actions::mark))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_login_to_change,
@@ -43,6 +48,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/login", get(login::form).post(login::submit))
         .route("/static/setlist.css", get(css))
         .route("/static/analytics.js", get(analytics_js))
+        .route("/static/pages.js", get(pages_js))
         .route("/static/vendor/chart-4.6.1.umd.min.js", get(chart_js))
 }
 
@@ -57,6 +63,13 @@ async fn analytics_js() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../static/analytics.js"),
+    )
+}
+
+async fn pages_js() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/pages.js"),
     )
 }
 

@@ -1,4 +1,6 @@
-//! A run: its task instances with state, tries, times and a gantt bar each.
+//! A run: its task instances with state, tries, times and a gantt bar each, and the
+//! per-model and per-test results of its dbt tasks. The page refreshes itself while
+//! the run is not done.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -20,12 +22,65 @@ pub struct TaskLine {
     pub width_pct: String,
 }
 
+/// One dbt node's result, from a dbt task's output.
+pub struct NodeLine {
+    pub node: String,
+    pub resource: String,
+    pub status: String,
+    pub seconds: String,
+    pub message: String,
+}
+
+/// The dbt results of one task.
+pub struct DbtResults {
+    pub task_id: String,
+    pub nodes: Vec<NodeLine>,
+}
+
+/// A dbt task's output (`results`: dbt's run_results.json entries) as lines; none for
+/// tasks of other kinds.
+fn dbt_results(task_id: &str, output: Option<&serde_json::Value>) -> Option<DbtResults> {
+    let results = output?.get("results")?.as_array()?;
+    let text = |v: &serde_json::Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+    };
+    let nodes = results
+        .iter()
+        .map(|r| {
+            let id = text(r, "unique_id");
+            // model.setlist.fct_plays -> (model, fct_plays); tests keep their name.
+            let mut parts = id.splitn(3, '.');
+            let resource = parts.next().unwrap_or("").to_string();
+            let node = parts.nth(1).unwrap_or(&id).to_string();
+            NodeLine {
+                node,
+                resource,
+                status: text(r, "status"),
+                seconds: format!(
+                    "{:.2}",
+                    r.get("execution_time")
+                        .and_then(|t| t.as_f64())
+                        .unwrap_or(0.0)
+                ),
+                message: text(r, "message"),
+            }
+        })
+        .collect();
+    Some(DbtResults {
+        task_id: task_id.to_string(),
+        nodes,
+    })
+}
+
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
     id: i64,
     dag_id: String,
     state: String,
+    /// Whether the page refreshes itself (the run is not done).
+    live: bool,
+    dbt: Vec<DbtResults>,
     run_type: String,
     logical_date: String,
     interval: String,
@@ -50,6 +105,10 @@ pub async fn show(
         (Some(a), Some(b)) if b > a => (b - a).num_milliseconds() as f64,
         _ => 0.0,
     };
+    let dbt = tasks
+        .iter()
+        .filter_map(|t| dbt_results(&t.task_id, t.output.as_ref()))
+        .collect();
     let tasks = tasks
         .into_iter()
         .map(|t| {
@@ -83,7 +142,9 @@ pub async fn show(
     page(RunPage {
         id: run.id,
         dag_id: run.dag_id,
+        live: matches!(run.state.as_str(), "queued" | "running"),
         state: run.state,
+        dbt,
         run_type: run.run_type,
         logical_date: when(Some(run.logical_date)),
         interval: format!(
