@@ -18,6 +18,8 @@ export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT 
 psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |
     while read -r db; do psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
+say "deployment files: Dockerfile, docker-compose.yml, CI workflow, BI (scripts/deploy-check.sh)"
+scripts/deploy-check.sh
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
