@@ -106,6 +106,28 @@ SQL
     [ "$ok" = 0 ] && echo "The read-only role reads gold (also tables made later) and nothing else."
 }
 
+# The in-step check must fail, and say why, on a copy whose compose names another bucket
+# than scripts/s3.sh: a check that cannot fail proves nothing.
+notices_a_wrong_bucket() {
+    local copy out
+    copy="$(mktemp -d)"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$copy'" RETURN
+    # What deploy_check.py reads, not the build output or the local lake.
+    (cd "$root" && cp -r --parents Cargo.toml Dockerfile .dockerignore docker-compose.yml .env.example \
+        README.md .github scripts src orchestrator/src tasks/src web/src dbt docs bi dags "$copy")
+    sed -i 's/SETLIST_S3_BUCKET:-setlist}/SETLIST_S3_BUCKET:-not-the-scripts-bucket}/g' "$copy/docker-compose.yml"
+    if out="$("$venv/bin/python" "$here/deploy_check.py" "$copy" "$venv/bin/docker-compose" 2>&1)"; then
+        echo "deploy_check.py passed a docker-compose.yml whose bucket is not scripts/s3.sh's" >&2
+        return 1
+    fi
+    grep -q "minio-init SETLIST_S3_BUCKET is 'not-the-scripts-bucket', but scripts/s3.sh says" <<<"$out" || {
+        printf 'deploy_check.py failed on the wrong bucket without naming it:\n%s\n' "$out" >&2
+        return 1
+    }
+    echo "A copy with another bucket fails, naming it."
+}
+
 cd "$root"
 check "docker compose config (Compose $compose_version's loader, every profile)" \
     docker-compose --project-directory . --env-file .env.example --profile airflow config --quiet
@@ -126,6 +148,7 @@ else
 fi
 check "in step with scripts/ and the binary (scripts/deploy_check.py)" \
     "$venv/bin/python" "$here/deploy_check.py" "$root" "$venv/bin/docker-compose" "$airflow_python"
+check "deploy_check.py fails on a copy with the wrong bucket" notices_a_wrong_bucket
 check "docs/bi.md's read-only role on PostgreSQL" bi_role
 
 if [ "${#failed[@]}" -gt 0 ]; then
