@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::web::{TOKEN, browse, serve};
+use common::web::{Browser, TOKEN, browse, serve};
+use fantoccini::Locator;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
@@ -159,4 +160,159 @@ async fn pages_need_a_login_with_the_token_unless_reads_are_public() {
         .await
         .unwrap();
     assert_eq!(api_call.status(), StatusCode::OK);
+}
+
+/// A person in a real browser (ChromeDriver): logs in, triggers a run with a conf
+/// from the DAG page and watches it finish, marks a task failed and clears it with
+/// its downstream, follows a running task's log live, and backfills from the form.
+#[tokio::test]
+async fn a_person_clicks_through_trigger_follow_mark_clear_and_backfill() {
+    let dags = common::web::dags();
+    std::fs::write(
+        dags.join("slow.toml"),
+        r#"[dag]
+id = "slow"
+[[task]]
+id = "talk"
+kind = "shell"
+params = { command = "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done" }
+"#,
+    )
+    .unwrap();
+    let api = common::web::serve_dags(&dags, &[]).await;
+    let b = Browser::start().await;
+    let at = |path: &str| format!("{}{path}", api.base);
+
+    // Log in with the token.
+    b.client.goto(&at("/")).await.unwrap();
+    assert_eq!(b.path().await, "/login");
+    b.client
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    b.click("form button[type=submit]").await;
+    b.wait_text("h1", |t| t.contains("DAGs")).await;
+
+    // Trigger with a conf from the DAG page: the run's page opens and the run is there.
+    b.client.goto(&at("/dags/hello")).await.unwrap();
+    let conf = b
+        .client
+        .find(Locator::Css("#trigger textarea"))
+        .await
+        .unwrap();
+    conf.clear().await.unwrap();
+    conf.send_keys(r#"{"from": "the browser"}"#).await.unwrap();
+    b.click("#trigger button").await;
+    let title = b.wait_text("h1", |t| t.starts_with("Run ")).await;
+    let run_id: i64 = b
+        .path()
+        .await
+        .strip_prefix("/runs/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(title.contains("of hello"), "{title}");
+    let (_, run) = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["conf"], serde_json::json!({"from": "the browser"}));
+
+    // A worker runs it; the page refreshes itself until it reads success.
+    common::start_runs(&api.db.pool).await;
+    common::drain(&common::worker(&api.db).await).await;
+    b.wait_text("#run-state", |t| t == "success").await;
+    b.shot("click_run").await;
+
+    // Mark the last task, `done`, failed: the run is judged again and fails. Then
+    // clearing `count` with its downstream runs both again.
+    b.click("a[href$='/tasks/done']").await;
+    b.wait_text("h1", |t| t.contains("done")).await;
+    b.click("#mark-failed").await;
+    b.wait_text("#run-state", |t| t == "failed").await;
+    assert_eq!(common::states(&api.db.pool, run_id).await["done"], "failed");
+    b.client
+        .goto(&at(&format!("/runs/{run_id}/tasks/count")))
+        .await
+        .unwrap();
+    b.click("#clear-downstream").await;
+    b.wait_text("#run-state", |t| t == "running").await;
+    let states = common::states(&api.db.pool, run_id).await;
+    assert_eq!(
+        (states["greet"].as_str(), states["count"].as_str()),
+        ("success", "queued"),
+        "{states:?}"
+    );
+    common::drain(&common::worker(&api.db).await).await;
+    b.wait_text("#run-state", |t| t == "success").await;
+
+    // Follow a running task's log: the page opened while it runs gets its lines as
+    // they come, then reloads when it ends.
+    let (_, body) = api.post("/api/v1/dags/slow/runs", None).await;
+    let slow = body["run_id"].as_i64().unwrap();
+    common::start_runs(&api.db.pool).await;
+    let worker = common::worker(&api.db).await;
+    let running = tokio::spawn(async move { common::drain(&worker).await });
+    b.client
+        .goto(&at(&format!("/runs/{slow}/tasks/talk")))
+        .await
+        .unwrap();
+    let follows = b
+        .client
+        .find(Locator::Css("#log"))
+        .await
+        .unwrap()
+        .attr("data-follow")
+        .await
+        .unwrap();
+    assert!(
+        follows.is_some(),
+        "the page of a task not done follows its log"
+    );
+    b.wait_text("#log", |t| t.contains("line 3")).await;
+    b.shot("click_follow").await;
+    b.wait_text("#task-state", |t| t == "success").await;
+    assert!(b.text("#log").await.contains("line 6"));
+    running.await.unwrap();
+
+    // Backfill half an hour of the five-minute schedule from the form.
+    b.client.goto(&at("/dags/hello")).await.unwrap();
+    b.client
+        .execute(
+            "document.querySelector('#backfill [name=from]').value = '2026-05-01T15:00';
+             document.querySelector('#backfill [name=to]').value = '2026-05-01T15:30';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.click("#backfill button").await;
+    b.wait_text("h1", |t| t.starts_with("hello")).await;
+    let backfilled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM setlist.dag_runs WHERE dag_id = 'hello' AND run_type = 'backfill'",
+    )
+    .fetch_one(&api.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(backfilled, 6);
+
+    // The DAG page draws its graph (three boxes, the latest run's states) and the
+    // durations of its finished runs.
+    b.client.goto(&at("/dags/hello")).await.unwrap();
+    let boxes = b
+        .client
+        .find_all(Locator::Css("#graph rect"))
+        .await
+        .unwrap();
+    assert_eq!(boxes.len(), 3);
+    let bars = b
+        .client
+        .execute(
+            "return Chart.getChart(document.getElementById('durations')).data.datasets[0].data.length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bars, serde_json::json!(1), "one finished run of hello");
+    b.shot("click_dag").await;
+    b.client.close().await.unwrap();
 }

@@ -32,6 +32,11 @@ pub fn dags() -> PathBuf {
 }
 
 pub async fn serve(extra: &[&str]) -> Api {
+    serve_dags(&dags(), extra).await
+}
+
+/// `setlist web` over the DAG folder `dags`.
+pub async fn serve_dags(dags: &std::path::Path, extra: &[&str]) -> Api {
     let db = TestDb::new().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -43,7 +48,7 @@ pub async fn serve(extra: &[&str]) -> Api {
     args.extend_from_slice(extra);
     let procs = Procs(vec![spawn_setlist_with(
         &db,
-        &dags(),
+        dags,
         &args,
         &[("SETLIST_API_TOKEN", TOKEN.to_string())],
     )]);
@@ -147,4 +152,127 @@ pub async fn browse(url: &str, name: &str) -> String {
     );
     std::fs::remove_dir_all(&profile).ok();
     String::from_utf8(dom.stdout).unwrap()
+}
+
+pub fn chromedriver() -> String {
+    let path =
+        std::env::var("SETLIST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "ChromeDriver is not installed at {path}. Install it with: scripts/chromium.sh"
+    );
+    path
+}
+
+/// A headless Chromium driven over WebDriver (Debian's chromedriver), for tests that
+/// click; the driver stops when this is dropped.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    _driver: Procs,
+    shots: PathBuf,
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = std::process::Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Procs(vec![driver]);
+        let profile = std::env::temp_dir().join(super::streaming::unique("chromium"));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu",
+                         "--disable-background-networking", "--no-first-run",
+                         "--window-size=1280,900",
+                         format!("--user-data-dir={}", profile.display())],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            match fantoccini::ClientBuilder::rustls()
+                .expect("rustls")
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "chromedriver did not start: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Self {
+            client,
+            _driver: driver,
+            shots,
+        }
+    }
+
+    /// Keeps a screenshot of the page as `name`.png in target/screenshots.
+    pub async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> String {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (up to 30 s) until the first element matching `css` has text for
+    /// which `ok` holds; reloads and redirects may happen meanwhile.
+    pub async fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        loop {
+            if let Ok(e) = self.client.find(fantoccini::Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                if ok(&t) {
+                    return t;
+                }
+                last = t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never read as wanted; last {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
 }
