@@ -1,6 +1,7 @@
 //! Setlist's task kinds. Each kind is a config struct deserialised from a task's
 //! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
+pub mod airflow;
 pub mod bronze;
 pub mod dbt;
 pub mod kafka;
@@ -22,6 +23,7 @@ pub fn registry() -> Registry {
         .register::<shell::Shell>("shell")
         .register::<simulate::Simulate>("simulate")
         .register::<bronze::LoadBronze>("load_bronze")
-        .register::<dbt::Dbt>("dbt");
+        .register::<dbt::Dbt>("dbt")
+        .register::<airflow::AirflowDag>("airflow_dag");
     registry
 }

@@ -92,7 +92,8 @@ fn default_max_age() -> Duration {
     Duration::from_secs(5)
 }
 
-mod humantime_serde_compat {
+/// Durations in params as people write them ("5s", "1h 30m"), for `#[serde(with)]`.
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     use serde::Deserialize;
