@@ -91,7 +91,7 @@ if len(dbt_pins) != 3:
 airflow_sh = ROOT / "scripts/airflow.sh"
 airflow_version = None
 if airflow_sh.exists():
-    airflow_version = one(r"apache-airflow==([\w.]+)", airflow_sh.read_text(), "scripts/airflow.sh", "the Airflow pin")
+    airflow_version = one(r"apache-airflow(?:\[[\w,]+\])?==([\w.]+)", airflow_sh.read_text(), "scripts/airflow.sh", "the Airflow pin")
 
 kafka_rs = read("tasks/src/kafka.rs")
 topic = one(r'"SETLIST_TOPIC"\)\.unwrap_or_else\(\|_\| "([\w.-]+)"', kafka_rs, "tasks/src/kafka.rs", "the default topic")
@@ -116,19 +116,24 @@ known_vars |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
 # --- docker-compose.yml, as Docker Compose itself loads it ---------------------------
 
 
+compose_failed = False
+
+
 def compose_config(*extra: str) -> dict:
+    global compose_failed
     cmd = [COMPOSE_BIN, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
            "--env-file", str(ROOT / ".env.example"), "--profile", "airflow", "config", "--format", "json", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         problem("docker-compose.yml", f"docker compose config failed: {out.stderr.strip()}")
+        compose_failed = True
         return {"services": {}}
     return json.loads(out.stdout)
 
 
 config = compose_config()
 raw = compose_config("--no-interpolate")
-if problems:  # nothing below means much until Compose can load the file
+if compose_failed:  # nothing below means much until Compose can load the file
     print("\n".join(["Docker Compose cannot load docker-compose.yml; fix that first:", *problems]), file=sys.stderr)
     sys.exit(1)
 services = config.get("services", {})
