@@ -12,7 +12,8 @@ eval "$(scripts/dbt.sh)"
 eval "$(scripts/snowflake.sh)"
 eval "$(scripts/schemathesis.sh)"
 eval "$(scripts/chromium.sh)"
-export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT SETLIST_SCHEMATHESIS SETLIST_CHROMIUM SETLIST_CHROMEDRIVER
+eval "$(scripts/airflow.sh)"
+export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT SETLIST_SCHEMATHESIS SETLIST_CHROMIUM SETLIST_CHROMEDRIVER SETLIST_AIRFLOW
 
 # Each test makes its own database named setlist_t_*; drop the ones earlier runs left.
 psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |

@@ -249,14 +249,45 @@ impl Api {
             req
         };
         match send(request(self), method.clone(), url.clone()).await {
+            // An expired or refused JWT: Airflow 3 answers 403 to a bad token, 401 to none.
             Err(e)
-                if e.status == Some(StatusCode::UNAUTHORIZED)
-                    && matches!(self.auth, Auth::Login { .. }) =>
+                if matches!(
+                    e.status,
+                    Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                ) && matches!(self.auth, Auth::Login { .. }) =>
             {
                 self.login().await?;
                 send(request(self), method, url).await
             }
             other => other,
+        }
+    }
+}
+
+impl Api {
+    /// [`Api::call`], asked again after a transient failure (no answer, a 5xx, a 429)
+    /// up to three times, 1 s, 2 s and 4 s later, each retry logged. Safe for the
+    /// trigger too: a run id that was created after all answers 409.
+    async fn call_patiently(
+        &mut self,
+        ctx: &TaskContext,
+        method: Method,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<Value, CallError> {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.call(method.clone(), segments, body).await {
+                Err(e) if e.transient() && wait <= Duration::from_secs(4) => {
+                    ctx.log.info(format!(
+                        "Airflow failed to answer, asking again in {}: {e}.",
+                        humantime::format_duration(wait)
+                    ));
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => return other,
+            }
         }
     }
 }
@@ -385,7 +416,10 @@ impl AirflowDag {
 
     /// Makes sure the DAG exists and is not paused (unpausing it when told to).
     async fn check_dag(&self, api: &mut Api, ctx: &TaskContext) -> anyhow::Result<()> {
-        let dag = match api.call(Method::GET, &["dags", &self.dag_id], None).await {
+        let dag = match api
+            .call_patiently(ctx, Method::GET, &["dags", &self.dag_id], None)
+            .await
+        {
             Err(e) if e.status == Some(StatusCode::NOT_FOUND) => bail!(
                 "Airflow has no DAG {} (is its file in the DAGs folder, and parsed without errors?)",
                 self.dag_id
@@ -399,7 +433,8 @@ impl AirflowDag {
                     self.dag_id
                 );
             }
-            api.call(
+            api.call_patiently(
+                ctx,
                 Method::PATCH,
                 &["dags", &self.dag_id],
                 Some(&json!({ "is_paused": false })),
@@ -528,8 +563,11 @@ impl Task for AirflowDag {
             body["logical_date"] = Value::Null;
         }
         let path = ["dags", self.dag_id.as_str(), "dagRuns"];
-        match api.call(Method::POST, &path, Some(&body)).await {
-            // This attempt triggered it already (its answer was lost): follow that run.
+        match api
+            .call_patiently(ctx, Method::POST, &path, Some(&body))
+            .await
+        {
+            // This attempt triggered it already (an answer was lost): follow that run.
             Err(e) if e.status == Some(StatusCode::CONFLICT) => ctx.log.info(format!(
                 "Airflow run {run_id} exists already; following it."
             )),
