@@ -11,7 +11,7 @@ venv="$SETLIST_HOME/tools/airflow-3.3.2"
 # The marker, written last, holds what was installed: an install that was interrupted,
 # or one of another spec, is (re)done; pip keeps what is already there.
 if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$spec" ]; then
-    say "Installing $spec into $venv (about 30 s)."
+    say "Installing $spec into $venv (under a minute)."
     [ -x "$venv/bin/pip" ] || { rm -rf "$venv"; python3 -m venv "$venv"; }
     "$venv/bin/pip" install --quiet "$spec"
     echo "$spec" >"$venv/.installed"

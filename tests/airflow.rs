@@ -414,6 +414,7 @@ fn triggered_run(log: &str, dag: &str, setlist: &str) -> i64 {
 
 #[tokio::test]
 async fn the_adapter_dag_under_airflow_dags_test_runs_setlist_dags_and_fails_with_them() {
+    airflow_bin();
     let (_db, setlist_base, _setlist) = setlist(
         free_port(),
         &[("ok.toml", SLOW_OK), ("broken.toml", BROKEN)],
@@ -587,6 +588,7 @@ params = { dag_id = "setlist_run", unpause = true, conf = { setlist_dag_id = "ok
 
 #[tokio::test]
 async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_runs_setlist_back() {
+    airflow_bin();
     let airflow_dags = temp_dir("airflow-dags");
     std::fs::write(airflow_dags.join("probe.py"), PROBE_DAGS).unwrap();
     std::fs::copy(

@@ -274,7 +274,9 @@ class SetlistRunOperator(BaseOperator):
     :param setlist_conn_id: the Connection with Setlist's host and API token.
     :param wait_for_completion: False returns right after the trigger; the run id is
         the XCom ``run_id`` for ``SetlistRunSensor``.
-    :param poll_interval: seconds between two looks at the run.
+    :param poll_interval: seconds between two looks at the run; keep it at 10 or more
+        on Airflow 3.3 (a trigger that fires within seconds of the deferral can be
+        failed by the scheduler, see docs/airflow.md).
     :param timeout: how long to wait for the run (a timedelta or seconds); None waits
         as long as it takes.
     :param deferrable: False polls inside the worker (holding its slot) for
@@ -312,9 +314,11 @@ class SetlistRunOperator(BaseOperator):
                 conf = json.loads(conf) if conf.strip() else {}
             except ValueError as e:
                 raise AirflowException(f"conf is not JSON: {e}: {conf!r}") from None
-        conf = dict(conf or {})
+        if conf is None:
+            conf = {}
         if not isinstance(conf, dict):
             raise AirflowException(f"conf must be a JSON object, not {type(conf).__name__}")
+        conf = dict(conf)
         conf.setdefault("airflow", airflow_conf(context))
         return conf
 
