@@ -434,3 +434,28 @@ async fn the_api_answers_as_its_openapi_document_says_under_schemathesis() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_dag_file_added_or_changed_while_serving_is_seen_at_once() {
+    let dir = common::web::dags();
+    let api = common::web::serve_dags(&dir, &[]).await;
+    assert_eq!(api.get("/api/v1/dags/late").await.0, StatusCode::NOT_FOUND);
+    let file = |description: &str| {
+        format!(
+            "[dag]\nid = \"late\"\ndescription = \"{description}\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\n"
+        )
+    };
+    std::fs::write(dir.join("late.toml"), file("new")).unwrap();
+    let (status, dag) = api.get("/api/v1/dags/late").await;
+    assert_eq!(
+        (status, dag["description"].as_str()),
+        (StatusCode::OK, Some("new"))
+    );
+    std::fs::write(dir.join("late.toml"), file("changed since")).unwrap();
+    assert_eq!(
+        api.get("/api/v1/dags/late").await.1["description"],
+        "changed since"
+    );
+    std::fs::remove_file(dir.join("late.toml")).unwrap();
+    assert_eq!(api.get("/api/v1/dags/late").await.0, StatusCode::NOT_FOUND);
+}

@@ -10,6 +10,7 @@ mod engine;
 mod freshness;
 mod streaming;
 mod warehouse;
+mod web;
 
 use std::path::PathBuf;
 
@@ -61,6 +62,14 @@ enum What {
     Engine,
     /// The streaming benchmarks (generator, produce, land, land-rss).
     Streaming,
+    /// A DAG's page, the DAGs page and a run's page with 1,000 runs x 20 tasks.
+    Grid,
+    /// The API's trigger at 200 requests/s (wrk).
+    Trigger,
+    /// The analytics page over 10,000,000 plays in gold.
+    Analytics,
+    /// The web benchmarks (grid, trigger, analytics).
+    Web,
 }
 
 #[tokio::main]
@@ -92,6 +101,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(what, What::Bronze) {
         warehouse::bronze(&args).await?;
+    }
+    if matches!(what, What::Grid | What::Web) {
+        web::grid(&args).await?;
+    }
+    if matches!(what, What::Trigger | What::Web) {
+        web::trigger(&args).await?;
+    }
+    if matches!(what, What::Analytics | What::Web) {
+        web::analytics(&args).await?;
     }
     if matches!(what, What::Freshness) {
         freshness::freshness(&args).await?;

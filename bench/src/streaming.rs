@@ -74,6 +74,7 @@ pub fn simulate(topic: &str, count: u64) -> Simulate {
         listeners: 50_000,
         artists: 2_000,
         start: Some(Utc::now()),
+        history_rate: None,
     }
 }
 

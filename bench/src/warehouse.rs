@@ -89,7 +89,7 @@ fn dbt_target() -> std::path::PathBuf {
 }
 
 /// Runs one dbt command of the project against `database`; returns its wall-clock seconds.
-async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<f64> {
+pub async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<f64> {
     let dbt = std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
         format!(
             "{}/.cache/setlist/tools/dbt-1.11/bin/dbt",

@@ -63,6 +63,10 @@ pub struct SimulateArgs {
     /// The first event's time (default: now).
     #[arg(long, value_parser = time_arg::parse)]
     start: Option<DateTime<Utc>>,
+    /// Events per second of event time (default: --rate, else 10,000): with a low
+    /// value and no --rate, weeks of history are produced in minutes.
+    #[arg(long)]
+    history_rate: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +99,7 @@ pub async fn simulate(_ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode
         listeners: args.listeners,
         artists: args.artists,
         start: args.start,
+        history_rate: args.history_rate,
     };
     orchestrator::TaskConfig::validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let shutdown = super::services::shutdown_on_signal();

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -68,12 +67,7 @@ pub fn state(
         .connect_lazy(&warehouse_url)
         .context("SETLIST_WAREHOUSE_URL is not a PostgreSQL URL")?;
     Ok((
-        AppState {
-            pool,
-            warehouse,
-            registry: ctx.registry.clone(),
-            config: Arc::new(config),
-        },
+        AppState::new(pool, warehouse, ctx.registry.clone(), config),
         token_file,
     ))
 }

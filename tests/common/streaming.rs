@@ -180,6 +180,7 @@ pub fn simulation(topic: &str, count: u64) -> Simulate {
         listeners: 2_000,
         artists: 200,
         start: Some(Utc.with_ymd_and_hms(2026, 5, 1, 17, 0, 0).unwrap()),
+        history_rate: None,
         ..Simulate::default()
     }
 }

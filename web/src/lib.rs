@@ -10,11 +10,12 @@ mod metrics;
 mod pages;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::Router;
-use orchestrator::Registry;
+use orchestrator::{DagBag, Registry};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -39,12 +40,64 @@ pub struct AppState {
     pub warehouse: PgPool,
     pub registry: Arc<Registry>,
     pub config: Arc<WebConfig>,
+    /// The DAG folder as last loaded, with the fingerprint of its files then.
+    dag_cache: Arc<Mutex<Option<LoadedDags>>>,
+}
+
+/// The DAG folder's files when it was loaded, and what loaded.
+type LoadedDags = (Fingerprint, Arc<DagBag>);
+
+/// Each `.toml` file of the DAG folder with its size and modification time.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut files: Fingerprint = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.path(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 impl AppState {
-    /// The DAG folder as it is now: every DAG that loads, and the problems of the rest.
-    pub fn dags(&self) -> orchestrator::DagBag {
-        orchestrator::dag::load_dir(&self.config.dags_dir, &self.registry)
+    pub fn new(
+        pool: PgPool,
+        warehouse: PgPool,
+        registry: Arc<Registry>,
+        config: WebConfig,
+    ) -> Self {
+        Self {
+            pool,
+            warehouse,
+            registry,
+            config: Arc::new(config),
+            dag_cache: Arc::default(),
+        }
+    }
+
+    /// The DAG folder as it is now: every DAG that loads, and the problems of the
+    /// rest. Parsed again only when a file was added, removed or changed, so a
+    /// request costs a directory listing, not a parse of every DAG.
+    pub fn dags(&self) -> Arc<DagBag> {
+        let now = fingerprint(&self.config.dags_dir);
+        let mut cache = self.dag_cache.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((seen, bag)) if *seen == now => bag.clone(),
+            _ => {
+                let bag = Arc::new(orchestrator::dag::load_dir(
+                    &self.config.dags_dir,
+                    &self.registry,
+                ));
+                *cache = Some((now, bag.clone()));
+                bag
+            }
+        }
     }
 }
 

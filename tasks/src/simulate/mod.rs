@@ -48,6 +48,11 @@ pub struct Simulate {
     /// The first event's time; absent: now.
     #[serde(default)]
     pub start: Option<DateTime<Utc>>,
+    /// Events per second of event time, when it should differ from `rate`: with no
+    /// `rate` and a low `history_rate`, weeks of history are produced in minutes.
+    /// Absent: `rate`, else 10,000.
+    #[serde(default)]
+    pub history_rate: Option<f64>,
 }
 
 fn default_partitions() -> i32 {
@@ -71,15 +76,15 @@ impl Default for Simulate {
 }
 
 impl Simulate {
-    /// The simulated world this config describes. Without a rate, events are
-    /// stamped 10,000 to the simulated second.
+    /// The simulated world this config describes. Without a rate or a history
+    /// rate, events are stamped 10,000 to the simulated second.
     pub fn world(&self) -> WorldConfig {
         WorldConfig {
             seed: self.seed,
             artists: self.artists,
             listeners: self.listeners,
             start: self.start.unwrap_or_else(Utc::now),
-            events_per_second: self.rate.unwrap_or(10_000.0),
+            events_per_second: self.history_rate.or(self.rate).unwrap_or(10_000.0),
             ..WorldConfig::default()
         }
     }
@@ -87,13 +92,15 @@ impl Simulate {
 
 impl TaskConfig for Simulate {
     fn validate(&self) -> Result<(), ParamError> {
-        if let Some(rate) = self.rate
-            && !(rate > 0.0 && rate.is_finite())
-        {
-            return Err(ParamError::at(
-                "rate",
-                "must be a positive number of events per second",
-            ));
+        for (field, rate) in [("rate", self.rate), ("history_rate", self.history_rate)] {
+            if let Some(rate) = rate
+                && !(rate > 0.0 && rate.is_finite())
+            {
+                return Err(ParamError::at(
+                    field,
+                    "must be a positive number of events per second",
+                ));
+            }
         }
         if self.partitions < 1 {
             return Err(ParamError::at("partitions", "must be at least 1"));
@@ -261,5 +268,32 @@ impl Task for Simulate {
             );
         }
         Ok(serde_json::to_value(stats)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(v: serde_json::Value) -> Simulate {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn rates_must_be_positive_and_history_rate_sets_the_event_clock() {
+        for field in ["rate", "history_rate"] {
+            for bad in [0.0, -1.0] {
+                let err = params(serde_json::json!({ field: bad }))
+                    .validate()
+                    .unwrap_err();
+                assert_eq!(err.path, [field], "{err:?}");
+            }
+        }
+        let paced = params(serde_json::json!({"rate": 500.0}));
+        assert_eq!(paced.world().events_per_second, 500.0);
+        let history = params(serde_json::json!({"history_rate": 4.0}));
+        assert!(history.validate().is_ok());
+        assert_eq!(history.world().events_per_second, 4.0);
+        assert_eq!(Simulate::default().world().events_per_second, 10_000.0);
     }
 }
