@@ -314,5 +314,11 @@ params = { command = "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done" }
         .unwrap();
     assert_eq!(bars, serde_json::json!(1), "one finished run of hello");
     b.shot("click_dag").await;
+
+    // Pause from the DAG's own page: it comes back to that page, paused.
+    b.click("#pause button").await;
+    b.wait_text("#pause", |t| t.contains("unpause")).await;
+    assert_eq!(b.path().await, "/dags/hello");
+    assert_eq!(api.get("/api/v1/dags/hello").await.1["paused"], true);
     b.client.close().await.unwrap();
 }

@@ -62,8 +62,16 @@ pub fn state(
     };
     let warehouse_url =
         std::env::var("SETLIST_WAREHOUSE_URL").unwrap_or_else(|_| ctx.database_url.clone());
+    // The dashboard's queries run side by side, each a short aggregate: enough
+    // memory to hash them instead of sorting on disk, and no JIT to compile them.
     let warehouse = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET work_mem = '64MB'; SET jit = off").await?;
+                Ok(())
+            })
+        })
         .connect_lazy(&warehouse_url)
         .context("SETLIST_WAREHOUSE_URL is not a PostgreSQL URL")?;
     Ok((

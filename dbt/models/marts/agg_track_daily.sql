@@ -1,7 +1,16 @@
-{{ config(materialized='incremental', unique_key='track_day_key', incremental_strategy='delete+insert') }}
+{{ config(
+    materialized='incremental', unique_key='track_day_key', incremental_strategy='delete+insert',
+    indexes=[
+        {'columns': ['track_day_key']},
+        {'columns': ['played_on', 'track_id']},
+        {'columns': ['track_id', 'played_on']}
+    ]
+) }}
 
 -- Dashboard: track trends: daily plays, unique listeners, rank and skip rate. A
 -- batch adds to the tracks it played; every track of a touched day is re-ranked.
+-- Indexes (PostgreSQL): the merge's key, the dashboard's top tracks of a date range,
+-- and a track's trend.
 with batch as (
     select * from {{ ref('fct_plays') }}
     {% if is_incremental() %}

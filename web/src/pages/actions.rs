@@ -27,7 +27,20 @@ fn not_done(status: StatusCode, message: String, back: String) -> Response {
     (status, page(ErrorPage { message, back })).into_response()
 }
 
-async fn set_paused(state: &AppState, dag_id: &str, paused: bool) -> Response {
+#[derive(Deserialize)]
+pub struct PauseForm {
+    /// The page to return to: one of this site's paths, else the DAGs page.
+    #[serde(default)]
+    back: Option<String>,
+}
+
+/// `back` when it is a path on this site (never another site's address).
+fn local(back: Option<String>) -> String {
+    back.filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/".into())
+}
+
+async fn set_paused(state: &AppState, dag_id: &str, paused: bool, back: String) -> Response {
     let bag = state.dags();
     let result = async {
         let dag = find(&bag, dag_id).map_err(|_| format!("no DAG `{dag_id}` loads"))?;
@@ -40,17 +53,25 @@ async fn set_paused(state: &AppState, dag_id: &str, paused: bool) -> Response {
     }
     .await;
     match result {
-        Ok(()) => Redirect::to("/").into_response(),
+        Ok(()) => Redirect::to(&back).into_response(),
         Err(message) => not_done(StatusCode::NOT_FOUND, message, "/".into()),
     }
 }
 
-pub async fn pause(State(state): State<AppState>, Path(dag_id): Path<String>) -> Response {
-    set_paused(&state, &dag_id, true).await
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Form(form): Form<PauseForm>,
+) -> Response {
+    set_paused(&state, &dag_id, true, local(form.back)).await
 }
 
-pub async fn unpause(State(state): State<AppState>, Path(dag_id): Path<String>) -> Response {
-    set_paused(&state, &dag_id, false).await
+pub async fn unpause(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Form(form): Form<PauseForm>,
+) -> Response {
+    set_paused(&state, &dag_id, false, local(form.back)).await
 }
 
 #[derive(Deserialize)]
@@ -185,5 +206,24 @@ pub async fn mark(
     match transitions::mark(&state.pool, run_id, &task_id, &form.state).await {
         Ok(()) => Redirect::to(&format!("/runs/{run_id}")).into_response(),
         Err(e) => refused(e, back),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local;
+
+    #[test]
+    fn only_paths_on_this_site_are_returned_to() {
+        assert_eq!(local(Some("/dags/hello".into())), "/dags/hello");
+        for elsewhere in [
+            "//evil.example/x",
+            "https://evil.example",
+            "dags",
+            "/\\evil.example",
+        ] {
+            assert_eq!(local(Some(elsewhere.into())), "/", "{elsewhere}");
+        }
+        assert_eq!(local(None), "/");
     }
 }
