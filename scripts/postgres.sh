@@ -18,6 +18,15 @@ if ! answers; then
     if [ -z "$bin" ]; then
         apt_install postgresql
         bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+        # The package makes (and may start) a cluster of its own that wants passwords
+        # over TCP; it is new and empty, so drop it and keep the project's own below
+        # (trust, 127.0.0.1 only).
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        pg_lsclusters --no-header 2>/dev/null | while read -r version name _; do
+            say "Dropping the empty cluster $version/$name that the postgresql package made."
+            $sudo pg_dropcluster --stop "$version" "$name"
+        done
     fi
     cluster=$(pg_lsclusters --no-header 2>/dev/null | awk -v p="$port" '$3 == p {print $1, $2; exit}' || true)
     if [ -n "$cluster" ]; then
