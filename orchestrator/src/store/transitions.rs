@@ -292,6 +292,28 @@ pub async fn finish_attempt(
     Ok(Finished::State(state.to_string()))
 }
 
+/// After a person changed task states (clear, mark): recounts every upstream
+/// counter and, unless the run has not started, makes it running again, decides its
+/// waiting tasks and ends it if nothing is left to do (a cleared task whose upstream
+/// failed is upstream_failed at once). The caller holds the run's lock.
+async fn reopen(conn: &mut PgConnection, run_id: i64, run_state: &str) -> Result<()> {
+    sqlx::query(include_str!("../queries/recount_upstream.sql"))
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await?;
+    if run_state != "queued" {
+        sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await?;
+        if evaluate(conn, run_id).await? {
+            notify(conn, WORK_CHANNEL, "").await?;
+        }
+        finalize_run(conn, run_id).await?;
+    }
+    Ok(())
+}
+
 /// Clears task instances of a run so they run again: the named tasks, and with
 /// `downstream` everything below them. The run becomes running again.
 pub async fn clear(
@@ -349,19 +371,7 @@ pub async fn clear(
     .bind(&selected)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(include_str!("../queries/recount_upstream.sql"))
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-    if run_state != "queued" {
-        sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        if evaluate(&mut tx, run_id).await? {
-            notify(&mut tx, WORK_CHANNEL, "").await?;
-        }
-    }
+    reopen(&mut tx, run_id, &run_state).await?;
     tx.commit().await?;
     Ok(selected)
 }
@@ -403,20 +413,7 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: &str) -> Res
     .bind(state)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(include_str!("../queries/recount_upstream.sql"))
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-    if run_state != "queued" {
-        sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        if evaluate(&mut tx, run_id).await? {
-            notify(&mut tx, WORK_CHANNEL, "").await?;
-        }
-        finalize_run(&mut tx, run_id).await?;
-    }
+    reopen(&mut tx, run_id, &run_state).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -101,18 +101,25 @@ pub async fn trigger(
             );
         }
     };
-    let bag = state.dags();
-    let Ok(dag) = find(&bag, &dag_id) else {
-        return not_done(
-            StatusCode::NOT_FOUND,
-            format!("no DAG `{dag_id}` loads"),
-            "/".into(),
-        );
+    let dag = match loaded(&state, &dag_id) {
+        Ok(dag) => dag,
+        Err(page) => return *page,
     };
     match runs::trigger(&state.pool, &dag, conf, None).await {
         Ok(run_id) => Redirect::to(&format!("/runs/{run_id}")).into_response(),
         Err(e) => refused(e, back),
     }
+}
+
+/// The DAG as it loads now, or the page that says it does not.
+fn loaded(state: &AppState, dag_id: &str) -> Result<orchestrator::Dag, Box<Response>> {
+    find(&state.dags(), dag_id).map_err(|_| {
+        Box::new(not_done(
+            StatusCode::NOT_FOUND,
+            format!("no DAG `{dag_id}` loads"),
+            "/".into(),
+        ))
+    })
 }
 
 /// The page for an engine error: 404/409/422 with its message, 500 for the store.
@@ -159,13 +166,9 @@ pub async fn backfill(
         (Ok(from), Ok(to)) => (from, to),
         (Err(e), _) | (_, Err(e)) => return not_done(StatusCode::BAD_REQUEST, e, back),
     };
-    let bag = state.dags();
-    let Ok(dag) = find(&bag, &dag_id) else {
-        return not_done(
-            StatusCode::NOT_FOUND,
-            format!("no DAG `{dag_id}` loads"),
-            "/".into(),
-        );
+    let dag = match loaded(&state, &dag_id) {
+        Ok(dag) => dag,
+        Err(page) => return *page,
     };
     match runs::backfill(&state.pool, &dag, from, to).await {
         Ok(_) => Redirect::to(&back).into_response(),
