@@ -8,339 +8,53 @@
 //! - Setlist -> Airflow: `airflow_dag` tasks run DAGs on a live Airflow (api-server,
 //!   scheduler, dag-processor and triggerer on PostgreSQL), including the adapter DAG itself, which
 //!   runs a Setlist DAG back, deferred to the triggerer.
+//!
+//! The two tests take turns (each starts Airflow processes with deadlines of their own);
+//! tests/common/airflow.rs starts and stops Airflow.
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::streaming::unique;
+use common::airflow::{AIRFLOW_PASSWORD, AIRFLOW_USER, AirflowHome, LiveAirflow, airflow_bin};
 use common::web::TOKEN;
 use common::{Procs, TestDb, spawn_setlist_with};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
-/// The airflow executable; a missing one fails the test and names the install command.
-fn airflow_bin() -> PathBuf {
-    let path = std::env::var("SETLIST_AIRFLOW").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/setlist/tools/airflow-3.3.2/bin/airflow",
-            std::env::var("HOME").unwrap()
-        )
-    });
-    assert!(
-        Path::new(&path).exists(),
-        "Airflow is not installed at {path}. Install it with: eval \"$(scripts/airflow.sh)\""
-    );
-    PathBuf::from(path)
+/// One test at a time: each starts Airflow processes whose deadlines assume they do not
+/// share the machine's cores with another test's.
+static ONE_AIRFLOW_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(prefix));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A migrated AIRFLOW_HOME of its own and the environment its commands run with.
-struct AirflowHome {
-    home: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl AirflowHome {
-    /// `dags` is the DAGs folder; the plugins folder is the repository's, as docs/airflow.md
-    /// tells users to install setlist_airflow.py. `setlist` is Setlist's base URL.
-    fn new(dags: &Path, setlist: &str, extra: &[(&str, String)]) -> Self {
-        let airflow = airflow_bin();
-        let home = temp_dir("airflow-home");
-        let port: u16 = setlist.rsplit(':').next().unwrap().parse().unwrap();
-        let venv_bin = airflow.parent().unwrap();
-        let mut env: Vec<(String, String)> = vec![
-            ("AIRFLOW_HOME", home.display().to_string()),
-            (
-                "PATH",
-                format!(
-                    "{}:{}",
-                    venv_bin.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            ),
-            // Keeps __pycache__ out of the repository's dags/airflow.
-            ("PYTHONDONTWRITEBYTECODE", "1".into()),
-            ("AIRFLOW__CORE__LOAD_EXAMPLES", "False".into()),
-            ("AIRFLOW__CORE__DAGS_FOLDER", dags.display().to_string()),
-            (
-                "AIRFLOW__CORE__PLUGINS_FOLDER",
-                repo().join("dags/airflow/plugins").display().to_string(),
-            ),
-            (
-                "AIRFLOW_CONN_SETLIST_DEFAULT",
-                json!({
-                    "conn_type": "http",
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "schema": "http",
-                    "password": TOKEN,
-                })
-                .to_string(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let this = Self { home, env };
-        let out = this.command(&["db", "migrate"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "airflow db migrate failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        this
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(airflow_bin());
-        cmd.args(args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// The last lines of each log file this home's components wrote, for a failure message.
-    fn logs(&self) -> String {
-        let mut text = String::new();
-        for name in ["api-server", "scheduler", "dag-processor", "triggerer"] {
-            if let Ok(log) = std::fs::read_to_string(self.home.join(format!("{name}.log"))) {
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-                text.push_str(&format!("--- {name}.log (last lines)\n{tail}\n"));
-            }
-        }
-        text
-    }
-}
-
-/// A PostgreSQL database of its own for a live Airflow, as SQLAlchemy wants its URL.
-/// Not SQLite: with several components writing at once, SQLite's "database is locked"
-/// turns concurrent REST triggers into 500s. Named `setlist_t_*` so that
-/// scripts/test.sh drops it with the other test databases.
-async fn airflow_database() -> String {
-    let admin = common::admin_url();
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL does not answer at {admin}: {e}\nStart it with: scripts/postgres.sh")
-    });
-    let name = format!("setlist_t_airflow_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create Airflow's database");
-    pool.close().await;
-    let server = admin.rsplit_once('/').expect("a URL with a database").0;
-    let server = server
-        .strip_prefix("postgres://")
-        .or_else(|| server.strip_prefix("postgresql://"))
-        .expect("a postgres:// URL");
-    format!("postgresql+psycopg2://{server}/{name}")
-}
-
-/// A live Airflow: its components in one process group, stopped when this is dropped,
-/// and by a watchdog in that group when the test process dies without dropping it.
-struct LiveAirflow {
-    home: AirflowHome,
+/// A live `setlist standalone --web`; its processes stop, and its DAG folder goes,
+/// when it is dropped.
+struct Setlist {
+    db: TestDb,
     base: String,
-    group: Pid,
-    /// The watchdog shell that leads the group.
-    leader: std::process::Child,
-    http: reqwest::Client,
-    token: String,
-}
-
-const AIRFLOW_USER: &str = "setlist";
-const AIRFLOW_PASSWORD: &str = "airflow-test-password";
-
-impl LiveAirflow {
-    async fn start(port: u16, dags: &Path, setlist: &str, wait_for_dags: &[&str]) -> Self {
-        let base = format!("http://127.0.0.1:{port}");
-        let database = airflow_database().await;
-        let passwords = temp_dir("airflow-auth").join("passwords.json");
-        std::fs::write(
-            &passwords,
-            json!({ AIRFLOW_USER: AIRFLOW_PASSWORD }).to_string(),
-        )
-        .unwrap();
-        let settings = [
-            ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", database),
-            ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor".to_string()),
-            ("AIRFLOW__CORE__PARALLELISM", "6".into()),
-            ("AIRFLOW__API__HOST", "127.0.0.1".into()),
-            ("AIRFLOW__API__PORT", port.to_string()),
-            ("AIRFLOW__API__BASE_URL", base.clone()),
-            // Without it every task calls the execution API on localhost:8080.
-            (
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
-                format!("{base}/execution/"),
-            ),
-            (
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-                format!("{AIRFLOW_USER}:admin"),
-            ),
-            (
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-                passwords.display().to_string(),
-            ),
-            (
-                "AIRFLOW__API_AUTH__JWT_SECRET",
-                "setlist-test-jwt-secret-0123456789abcdef0123456789abcdef".into(),
-            ),
-            ("AIRFLOW__API__SECRET_KEY", "setlist-test-secret-key".into()),
-            (
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
-                free_port().to_string(),
-            ),
-            (
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
-                free_port().to_string(),
-            ),
-        ];
-        let (dags, setlist) = (dags.to_path_buf(), setlist.to_string());
-        let home =
-            tokio::task::spawn_blocking(move || AirflowHome::new(&dags, &setlist, &settings))
-                .await
-                .unwrap();
-        let script = r#"
-            trap 'kill -TERM 0' EXIT
-            airflow api-server --host 127.0.0.1 --port "$AIRFLOW__API__PORT" >"$AIRFLOW_HOME/api-server.log" 2>&1 &
-            airflow scheduler --skip-serve-logs >"$AIRFLOW_HOME/scheduler.log" 2>&1 &
-            airflow dag-processor >"$AIRFLOW_HOME/dag-processor.log" 2>&1 &
-            airflow triggerer --skip-serve-logs >"$AIRFLOW_HOME/triggerer.log" 2>&1 &
-            while kill -0 "$SETLIST_TEST_PID" 2>/dev/null; do sleep 1; done
-        "#;
-        let child = Command::new("bash")
-            .args(["-c", script])
-            .env_clear()
-            .envs(home.env.iter().map(|(k, v)| (k, v)))
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("SETLIST_TEST_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start bash");
-        let mut airflow = Self {
-            home,
-            base,
-            group: Pid::from_raw(child.id() as i32),
-            leader: child,
-            http: reqwest::Client::new(),
-            token: String::new(),
-        };
-        airflow.wait_until_up(wait_for_dags).await;
-        airflow
-    }
-
-    async fn wait_until_up(&mut self, dags: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let login = format!("{}/auth/token", self.base);
-        loop {
-            let answer = self
-                .http
-                .post(&login)
-                .json(&json!({ "username": AIRFLOW_USER, "password": AIRFLOW_PASSWORD }))
-                .send()
-                .await;
-            if let Ok(res) = answer
-                && res.status().is_success()
-            {
-                self.token = res.json::<Value>().await.unwrap()["access_token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
-                break;
-            }
-            self.before(deadline, "the Airflow API did not answer");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        for dag in dags {
-            while self.get(&format!("/api/v2/dags/{dag}")).await.0 != 200 {
-                self.before(deadline, &format!("Airflow did not load DAG {dag}"));
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    }
-
-    fn before(&self, deadline: Instant, what: &str) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} within 120 s\n{}",
-            self.home.logs()
-        );
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for LiveAirflow {
-    fn drop(&mut self) {
-        let _ = killpg(self.group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            // Reaped, the shell no longer counts as a member of the group.
-            let _ = self.leader.try_wait();
-            if killpg(self.group, None).is_err() || Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = killpg(self.group, Signal::SIGKILL);
-        let _ = self.leader.wait();
-    }
+    _procs: Procs,
+    _dags: TempDir,
 }
 
 /// A `setlist standalone --web` on `port` with `dags` (file name, TOML) and `env`.
-async fn setlist(
-    port: u16,
-    dags: &[(&str, &str)],
-    env: &[(&str, String)],
-) -> (TestDb, String, Procs) {
+async fn setlist(port: u16, dags: &[(&str, &str)], env: &[(&str, String)]) -> Setlist {
     let db = TestDb::new().await;
-    let dir = temp_dir("airflow-setlist-dags");
+    let dir = tempfile::Builder::new()
+        .prefix("airflow-setlist-dags-")
+        .tempdir()
+        .unwrap();
     for (name, toml) in dags {
-        std::fs::write(dir.join(name), toml).unwrap();
+        std::fs::write(dir.path().join(name), toml).unwrap();
     }
     let bind = format!("127.0.0.1:{port}");
     let mut env = env.to_vec();
     env.push(("SETLIST_API_TOKEN", TOKEN.to_string()));
     let procs = Procs(vec![spawn_setlist_with(
         &db,
-        &dir,
+        dir.path(),
         &["standalone", "--web", &bind],
         &env,
     )]);
@@ -353,7 +67,12 @@ async fn setlist(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (db, base, procs)
+    Setlist {
+        db,
+        base,
+        _procs: procs,
+        _dags: dir,
+    }
 }
 
 async fn setlist_run(base: &str, run_id: i64) -> Value {
@@ -412,29 +131,37 @@ fn triggered_run(log: &str, dag: &str, setlist: &str) -> i64 {
     id
 }
 
+/// The Airflow run id in `airflow_dag`'s "Triggered Airflow DAG D as run R: URL" line.
+fn triggered_airflow_run(log: &str, dag: &str) -> String {
+    let start = format!("Triggered Airflow DAG {dag} as run ");
+    let at = log
+        .find(&start)
+        .unwrap_or_else(|| panic!("no {start:?} in:\n{log}"));
+    log[at + start.len()..]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn the_adapter_dag_under_airflow_dags_test_runs_setlist_dags_and_fails_with_them() {
     airflow_bin();
-    let (_db, setlist_base, _setlist) = setlist(
-        free_port(),
+    let _turn = ONE_AIRFLOW_AT_A_TIME.lock().await;
+    let setlist = setlist(
+        common::free_port(),
         &[("ok.toml", SLOW_OK), ("broken.toml", BROKEN)],
         &[],
     )
     .await;
+    let setlist_base = setlist.base.clone();
     // The shipped layout: dags/airflow is the DAGs folder (its .airflowignore skips
     // plugins/), dags/airflow/plugins the plugins folder.
     let dags = repo().join("dags/airflow");
     let (ok_home, broken_home) = tokio::join!(
-        tokio::task::spawn_blocking({
-            let (dags, base) = (dags.clone(), setlist_base.clone());
-            move || AirflowHome::new(&dags, &base, &[])
-        }),
-        tokio::task::spawn_blocking({
-            let (dags, base) = (dags.clone(), setlist_base.clone());
-            move || AirflowHome::new(&dags, &base, &[])
-        }),
+        AirflowHome::new(&dags, &setlist_base, &[]),
+        AirflowHome::new(&dags, &setlist_base, &[]),
     );
-    let (ok_home, broken_home) = (ok_home.unwrap(), broken_home.unwrap());
     let dags_test = |home: &AirflowHome, args: &[&str]| {
         let mut cmd = tokio::process::Command::from(home.command(&["dags", "test", "setlist_run"]));
         cmd.args(args).kill_on_drop(true);
@@ -589,35 +316,53 @@ params = { dag_id = "setlist_run", unpause = true, conf = { setlist_dag_id = "ok
 #[tokio::test]
 async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_runs_setlist_back() {
     airflow_bin();
-    let airflow_dags = temp_dir("airflow-dags");
-    std::fs::write(airflow_dags.join("probe.py"), PROBE_DAGS).unwrap();
+    let _turn = ONE_AIRFLOW_AT_A_TIME.lock().await;
+    let airflow_dags = tempfile::Builder::new()
+        .prefix("airflow-dags-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(airflow_dags.path().join("probe.py"), PROBE_DAGS).unwrap();
     std::fs::copy(
         repo().join("dags/airflow/setlist_run.py"),
-        airflow_dags.join("setlist_run.py"),
+        airflow_dags.path().join("setlist_run.py"),
     )
     .unwrap();
-    // Each side needs the other's URL, so both ports are chosen before either starts.
-    let (setlist_port, airflow_port) = (free_port(), free_port());
+    // Each side needs the other's URL: Setlist's port is chosen first, then Airflow
+    // starts (on another port if the one it chose was taken meanwhile), then Setlist.
+    let setlist_port = common::free_port();
     let setlist_base = format!("http://127.0.0.1:{setlist_port}");
-    let airflow_base = format!("http://127.0.0.1:{airflow_port}");
+    let airflow = LiveAirflow::start(
+        airflow_dags.path(),
+        &setlist_base,
+        &["setlist_probe", "setlist_probe_paused", "setlist_run"],
+    )
+    .await;
+    let airflow_base = airflow.base.clone();
     let env = [
         ("SETLIST_AIRFLOW_URL", airflow_base.clone()),
         ("SETLIST_AIRFLOW_USERNAME", AIRFLOW_USER.to_string()),
         ("SETLIST_AIRFLOW_PASSWORD", AIRFLOW_PASSWORD.to_string()),
     ];
-    let ((db, _, _setlist), airflow) = tokio::join!(
-        setlist(
-            setlist_port,
-            &[("ok.toml", SLOW_OK), ("from_airflow.toml", FROM_AIRFLOW)],
-            &env
-        ),
-        LiveAirflow::start(
-            airflow_port,
-            &airflow_dags,
-            &setlist_base,
-            &["setlist_probe", "setlist_probe_paused", "setlist_run"],
-        ),
-    );
+    let setlist = setlist(
+        setlist_port,
+        &[("ok.toml", SLOW_OK), ("from_airflow.toml", FROM_AIRFLOW)],
+        &env,
+    )
+    .await;
+    let db = &setlist.db;
+
+    // The run id probe_ok's first try will want, taken already by a run that is not
+    // Setlist's (as after a reset of Setlist's database, or with two Setlists sharing
+    // this Airflow). The test's database is new, so the run below is run 1.
+    let taken = "setlist__from_airflow__1__probe_ok__try1";
+    let (status, answer) = airflow
+        .call(
+            reqwest::Method::POST,
+            "/api/v2/dags/setlist_probe/dagRuns",
+            Some(&json!({ "dag_run_id": taken, "logical_date": null, "conf": { "from": "elsewhere" } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
 
     let (status, body) = reqwest::Client::new()
         .post(format!("{setlist_base}/api/v1/dags/from_airflow/runs"))
@@ -631,6 +376,7 @@ async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_r
     let run_id = body.json::<Value>().await.unwrap()["run_id"]
         .as_i64()
         .unwrap();
+    assert_eq!(run_id, 1, "the clash above assumed run 1");
     let state = common::wait_for_run(&db.pool, "from_airflow", Duration::from_secs(150)).await;
     let states = common::states(&db.pool, run_id).await;
     let expected = [
@@ -666,17 +412,25 @@ async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_r
     };
     let airflow_run = |task: &str| format!("setlist__from_airflow__{run_id}__{task}__try1");
 
-    // Success: the Airflow run got the Setlist run's conf and succeeded; the attempt's
-    // log links it and follows it to the end.
+    // Success: the Airflow run got the Setlist run's conf, with the key `setlist`
+    // naming the attempt, and succeeded; the attempt's log links it and follows it to
+    // the end. Its first run id was taken by a run that is not this attempt's: that
+    // one is left alone, and the run is triggered under an id of its own.
     let ok = log("probe_ok").await;
-    let page = format!(
-        "{airflow_base}/dags/setlist_probe/runs/{}",
-        airflow_run("probe_ok")
+    assert!(
+        ok.contains(&format!(
+            "Airflow run {taken} exists already and is not this attempt's (its conf has no Setlist attempt); triggering as {taken}__"
+        )),
+        "{ok}"
+    );
+    let own = triggered_airflow_run(&ok, "setlist_probe");
+    assert!(
+        own.starts_with(&format!("{taken}__")) && own.len() == taken.len() + 10,
+        "{own}"
     );
     assert!(
         ok.contains(&format!(
-            "Triggered Airflow DAG setlist_probe as run {}: {page}",
-            airflow_run("probe_ok")
+            "Triggered Airflow DAG setlist_probe as run {own}: {airflow_base}/dags/setlist_probe/runs/{own}"
         )),
         "{ok}"
     );
@@ -684,14 +438,29 @@ async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_r
         ok.contains("is success: check=success, done=success."),
         "{ok}"
     );
-    let (_, run) = airflow
-        .get(&format!(
-            "/api/v2/dags/setlist_probe/dagRuns/{}",
-            airflow_run("probe_ok")
-        ))
-        .await;
+    let run = airflow.dag_run("setlist_probe", &own).await;
     assert_eq!(run["state"], "success", "{run}");
-    assert_eq!(run["conf"], json!({ "greeting": "hi" }), "{run}");
+    assert_eq!(run["conf"]["greeting"], "hi", "{run}");
+    let attempt = &run["conf"]["setlist"];
+    assert_eq!(
+        (
+            &attempt["dag_id"],
+            &attempt["run_id"],
+            &attempt["task_id"],
+            &attempt["try_number"]
+        ),
+        (
+            &json!("from_airflow"),
+            &json!(1),
+            &json!("probe_ok"),
+            &json!(1)
+        ),
+        "{run}"
+    );
+    assert_eq!(
+        airflow.dag_run("setlist_probe", taken).await["conf"],
+        json!({ "from": "elsewhere" })
+    );
 
     // Failure: the Airflow run failed and the Setlist task names its failed tasks.
     let fails = log("probe_fails").await;
@@ -701,14 +470,11 @@ async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_r
         airflow_run("probe_fails")
     );
     assert!(fails.contains(&why), "no {why:?} in:\n{fails}");
-    let (_, run) = airflow
-        .get(&format!(
-            "/api/v2/dags/setlist_probe/dagRuns/{}",
-            airflow_run("probe_fails")
-        ))
+    let run = airflow
+        .dag_run("setlist_probe", &airflow_run("probe_fails"))
         .await;
     assert_eq!(run["state"], "failed", "{run}");
-    assert_eq!(run["conf"], json!({ "fail": true }), "{run}");
+    assert_eq!(run["conf"]["fail"], true, "{run}");
 
     // The timeout param: Setlist stops waiting and stops the Airflow run too.
     let slow = log("too_slow").await;
@@ -719,11 +485,8 @@ async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_r
         )),
         "{slow}"
     );
-    let (_, run) = airflow
-        .get(&format!(
-            "/api/v2/dags/setlist_probe/dagRuns/{}",
-            airflow_run("too_slow")
-        ))
+    let run = airflow
+        .dag_run("setlist_probe", &airflow_run("too_slow"))
         .await;
     assert_eq!(run["state"], "failed", "{run}");
 

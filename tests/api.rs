@@ -401,15 +401,10 @@ async fn a_run_s_logs_can_be_read_its_tasks_cleared_and_a_dag_backfilled() {
 
 #[tokio::test]
 async fn the_api_answers_as_its_openapi_document_says_under_schemathesis() {
-    let schemathesis = std::env::var("SETLIST_SCHEMATHESIS").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/setlist/tools/schemathesis-4.32.5/bin/schemathesis",
-            std::env::var("HOME").unwrap()
-        )
-    });
-    assert!(
-        std::path::Path::new(&schemathesis).exists(),
-        "schemathesis is not installed at {schemathesis}. Install it with: scripts/schemathesis.sh"
+    let schemathesis = common::tool(
+        "SETLIST_SCHEMATHESIS",
+        "~/.cache/setlist/tools/schemathesis-4.32.5/bin/schemathesis",
+        "scripts/schemathesis.sh",
     );
     let api = serve(&[]).await;
     // Generated and mutated requests (positive and negative), then stateful

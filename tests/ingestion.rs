@@ -383,18 +383,10 @@ impl PrivateBroker {
         bin
     }
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
     fn new() -> Self {
         Self {
             child: None,
-            port: Self::free_port(),
+            port: common::free_port(),
         }
     }
 

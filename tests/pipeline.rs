@@ -18,17 +18,11 @@ use tasks::simulate::{Generator, produce};
 use tokio_util::sync::CancellationToken;
 
 fn dbt_binary() -> String {
-    let path = std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/setlist/tools/dbt-1.11/bin/dbt",
-            std::env::var("HOME").unwrap()
-        )
-    });
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "dbt is not installed at {path}. Install it with: scripts/dbt.sh"
-    );
-    path
+    common::tool(
+        "SETLIST_DBT",
+        "~/.cache/setlist/tools/dbt-1.11/bin/dbt",
+        "scripts/dbt.sh",
+    )
 }
 
 #[tokio::test]
@@ -307,11 +301,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     all_dbt_nodes_passed(&db, second, "dbt_build").await;
 
     // The dashboard draws its charts from this gold, in headless Chromium.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let _web = Procs(vec![
         setlist(&[
             "web",

@@ -97,20 +97,54 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// Creates an empty database named `setlist_t_<what>_<uuid>` (scripts/test.sh drops
+/// what is left of such databases); returns its URL.
+pub async fn create_database(what: &str) -> String {
+    let admin = admin_url();
+    let admin_pool = PgPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL does not answer at {admin}: {e}\nStart it with: scripts/postgres.sh")
+    });
+    let name = format!("setlist_t_{what}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin_pool)
+        .await
+        .unwrap_or_else(|e| panic!("Failed to create the database {name}: {e}"));
+    admin_pool.close().await;
+    let server = admin.rsplit_once('/').expect("a URL with a database").0;
+    format!("{server}/{name}")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago: a server started on it may still
+/// find it taken, so a test that can should retry with another.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The path of a tool that a script in scripts/ installs: `var` when set, else
+/// `default` (`~/` being the home folder). A missing tool fails the test and names the
+/// command that installs it.
+pub fn tool(var: &str, default: &str, install: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| match default.strip_prefix("~/") {
+        Some(rest) => format!("{}/{rest}", std::env::var("HOME").unwrap_or_default()),
+        None => default.to_string(),
+    });
+    let name = Path::new(&path)
+        .file_name()
+        .map_or(path.clone(), |n| n.to_string_lossy().to_string());
+    assert!(
+        Path::new(&path).exists(),
+        "{name} is not installed at {path}. Install it with: {install}"
+    );
+    path
+}
+
 impl TestDb {
     pub async fn new() -> Self {
-        let admin = admin_url();
-        let admin_pool = PgPool::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL does not answer at {admin}: {e}\nStart it with: scripts/postgres.sh")
-        });
-        let name = format!("setlist_t_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin_pool)
-            .await
-            .expect("create the test database");
-        admin_pool.close().await;
-        let base = admin.rsplit_once('/').expect("a URL with a database").0;
-        let url = format!("{base}/{name}");
+        let url = create_database("db").await;
         let pool = store::connect(&url, 20)
             .await
             .expect("connect to the test database");
@@ -186,5 +220,6 @@ pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
     start_runs(&db.pool).await;
     id
 }
+pub mod airflow;
 pub mod streaming;
 pub mod web;

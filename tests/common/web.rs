@@ -38,11 +38,7 @@ pub async fn serve(extra: &[&str]) -> Api {
 /// `setlist web` over the DAG folder `dags`.
 pub async fn serve_dags(dags: &std::path::Path, extra: &[&str]) -> Api {
     let db = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::free_port();
     let bind = format!("127.0.0.1:{port}");
     let mut args = vec!["web", "--bind", bind.as_str()];
     args.extend_from_slice(extra);
@@ -102,12 +98,11 @@ impl Api {
 }
 
 pub fn chromium() -> String {
-    let path = std::env::var("SETLIST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "Chromium is not installed at {path}. Install it with: scripts/chromium.sh"
-    );
-    path
+    super::tool(
+        "SETLIST_CHROMIUM",
+        "/usr/bin/chromium",
+        "scripts/chromium.sh",
+    )
 }
 
 /// Loads `url` in a fresh headless Chromium; returns the DOM after scripts ran,
@@ -155,13 +150,11 @@ pub async fn browse(url: &str, name: &str) -> String {
 }
 
 pub fn chromedriver() -> String {
-    let path =
-        std::env::var("SETLIST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "ChromeDriver is not installed at {path}. Install it with: scripts/chromium.sh"
-    );
-    path
+    super::tool(
+        "SETLIST_CHROMEDRIVER",
+        "/usr/bin/chromedriver",
+        "scripts/chromium.sh",
+    )
 }
 
 /// A headless Chromium driven over WebDriver (Debian's chromedriver), for tests that
@@ -174,11 +167,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let driver = std::process::Command::new(chromedriver())
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())

@@ -9,6 +9,8 @@
 //! variable that `password_env` names.
 
 mod api;
+#[cfg(test)]
+mod fake;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -114,6 +116,12 @@ impl TaskConfig for AirflowDag {
         {
             return Err(ParamError::at("username", "must not be empty"));
         }
+        if self.token_env.is_some() && self.airflow_version == 2 {
+            return Err(ParamError::at(
+                "token_env",
+                "is for Airflow 3 only: Airflow 2 takes username and password_env (basic auth)",
+            ));
+        }
         if self.conf.as_ref().is_some_and(|c| !c.is_object()) {
             return Err(ParamError::at(
                 "conf",
@@ -133,14 +141,23 @@ impl TaskConfig for AirflowDag {
     }
 }
 
-/// The Airflow run id of one attempt: which Setlist run, task and try asked for it,
-/// in the characters Airflow allows in a run id.
-fn dag_run_id(ctx: &TaskContext) -> String {
-    let raw = format!(
+/// The most characters Airflow keeps of a run id.
+const MAX_RUN_ID: usize = 250;
+
+/// The Airflow run id of one attempt: which Setlist run, task and try asked for it (and
+/// `suffix`, when given), in the characters Airflow allows in a run id. Too long, it
+/// loses characters from its middle, never from its end (the task and the try).
+fn dag_run_id(ctx: &TaskContext, suffix: Option<&str>) -> String {
+    let mut raw = format!(
         "setlist__{}__{}__{}__try{}",
         ctx.dag_id, ctx.run_id, ctx.task_id, ctx.try_number
     );
-    raw.chars()
+    if let Some(suffix) = suffix {
+        raw = format!("{raw}__{suffix}");
+    }
+    // ASCII from here on, so a byte index is a character index.
+    let id: String = raw
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
                 c
@@ -148,9 +165,18 @@ fn dag_run_id(ctx: &TaskContext) -> String {
                 '_'
             }
         })
-        .take(250)
-        .collect()
+        .collect();
+    if id.len() <= MAX_RUN_ID {
+        return id;
+    }
+    const CUT: &str = "..";
+    let head = (MAX_RUN_ID - CUT.len()) / 2;
+    let tail = MAX_RUN_ID - CUT.len() - head;
+    format!("{}{CUT}{}", &id[..head], &id[id.len() - tail..])
 }
+
+/// The key of the Airflow run's conf that names the Setlist attempt behind the run.
+const CONF_KEY: &str = "setlist";
 
 /// Airflow's run states that are final.
 fn finished(state: &str) -> bool {
@@ -173,11 +199,12 @@ impl AirflowDag {
             .clone()
             .or_else(|| std::env::var("SETLIST_AIRFLOW_USERNAME").ok());
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        // validate() keeps token_env to Airflow 3.
         let auth = match (&self.token_env, user) {
-            (Some(var), _) if self.airflow_version == 3 => Auth::Token(
+            (Some(var), _) => Auth::Token(
                 env(var).with_context(|| format!("token_env names {var}, which is not set"))?,
             ),
-            (_, Some(user)) => {
+            (None, Some(user)) => {
                 let password = env(&self.password_env).with_context(|| {
                     format!(
                         "no password for Airflow user {user}: set {}",
@@ -187,22 +214,18 @@ impl AirflowDag {
                 if self.airflow_version == 2 {
                     Auth::Basic { user, password }
                 } else {
-                    Auth::Login {
-                        user,
-                        password,
-                        token: None,
-                    }
+                    Auth::login(user, password)
                 }
             }
-            _ => Auth::None,
+            (None, None) => Auth::None,
         };
         Api::new(base, self.airflow_version, auth)
     }
 
     /// Makes sure the DAG exists and is not paused (unpausing it when told to).
-    async fn check_dag(&self, api: &mut Api, ctx: &TaskContext) -> anyhow::Result<()> {
+    async fn check_dag(&self, api: &Api, ctx: &TaskContext) -> anyhow::Result<()> {
         let dag = match api
-            .call_patiently(ctx, Method::GET, &["dags", &self.dag_id], None)
+            .call_patiently(ctx, Method::GET, &["dags", &self.dag_id], &[], None)
             .await
         {
             Err(e) if e.status == Some(StatusCode::NOT_FOUND) => bail!(
@@ -222,6 +245,7 @@ impl AirflowDag {
                 ctx,
                 Method::PATCH,
                 &["dags", &self.dag_id],
+                &[],
                 Some(&json!({ "is_paused": false })),
             )
             .await?;
@@ -231,28 +255,126 @@ impl AirflowDag {
         Ok(())
     }
 
-    /// Polls the run until it ends, logging each change; returns its state and its
-    /// tasks' states.
-    async fn follow(
+    /// The Airflow run's conf: `params.conf` or the Setlist run's, with the key
+    /// `setlist` naming this attempt. Its `attempt` is new for each attempt, so a run
+    /// that has this conf can only be this attempt's.
+    fn conf(&self, ctx: &TaskContext, attempt: &str) -> Value {
+        let mut conf = self.conf.clone().unwrap_or_else(|| ctx.conf.clone());
+        if let Some(map) = conf.as_object_mut() {
+            map.insert(
+                CONF_KEY.into(),
+                json!({
+                    "dag_id": ctx.dag_id,
+                    "run_id": ctx.run_id,
+                    "task_id": ctx.task_id,
+                    "try_number": ctx.try_number,
+                    "logical_date": ctx.logical_date.to_rfc3339(),
+                    "attempt": attempt,
+                }),
+            );
+        }
+        conf
+    }
+
+    /// Triggers this attempt's Airflow run; returns its run id. The id names the
+    /// Setlist run, task and try, but those repeat (Setlist's ids start again after its
+    /// database is reset; two Setlists may share one Airflow), so an id that exists
+    /// already is this attempt's only when its conf is. Another's is left alone, and
+    /// the run is triggered again under an id that ends in the attempt's own letters.
+    async fn trigger(&self, api: &Api, ctx: &TaskContext) -> anyhow::Result<String> {
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
+        let conf = self.conf(ctx, &attempt);
+        let run_id = dag_run_id(ctx, None);
+        let Some(clash) = self.trigger_as(api, ctx, &run_id, &conf).await? else {
+            return Ok(run_id);
+        };
+        let own_id = dag_run_id(ctx, Some(&attempt[..8]));
+        ctx.log.info(format!(
+            "Airflow run {run_id} exists already and is not this attempt's ({clash}); triggering as {own_id} instead."
+        ));
+        match self.trigger_as(api, ctx, &own_id, &conf).await? {
+            None => Ok(own_id),
+            Some(clash) => bail!(
+                "Airflow DAG {} has runs {run_id} and {own_id} already, and neither is this attempt's ({clash})",
+                self.dag_id
+            ),
+        }
+    }
+
+    /// Triggers the run `run_id` with `conf`; `Some(why)` when a run of that id exists
+    /// that is not this attempt's. A 409 with this attempt's conf means this attempt
+    /// triggered it before and the answer was lost: that run is this attempt's.
+    async fn trigger_as(
         &self,
-        api: &mut Api,
+        api: &Api,
         ctx: &TaskContext,
         run_id: &str,
-    ) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+        conf: &Value,
+    ) -> anyhow::Result<Option<String>> {
+        let mut body = json!({ "dag_run_id": run_id, "conf": conf });
+        if api.version == 3 {
+            // Airflow 3 wants the key; null makes a run with no logical date, so
+            // retries and concurrent Setlist runs never collide on one.
+            body["logical_date"] = Value::Null;
+        }
+        let runs = ["dags", self.dag_id.as_str(), "dagRuns"];
+        match api
+            .call_patiently(ctx, Method::POST, &runs, &[], Some(&body))
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) if e.status == Some(StatusCode::CONFLICT) => {
+                let run = api
+                    .call_patiently(
+                        ctx,
+                        Method::GET,
+                        &["dags", &self.dag_id, "dagRuns", run_id],
+                        &[],
+                        None,
+                    )
+                    .await?;
+                if run["conf"] == *conf {
+                    ctx.log.info(format!(
+                        "Airflow run {run_id} exists already with this attempt's conf (an answer was lost); following it."
+                    ));
+                    return Ok(None);
+                }
+                let theirs = &run["conf"][CONF_KEY];
+                Ok(Some(if theirs.is_object() {
+                    format!(
+                        "Setlist triggered it for run {} at {}, try {}",
+                        theirs["run_id"], theirs["logical_date"], theirs["try_number"]
+                    )
+                } else {
+                    "its conf has no Setlist attempt".to_string()
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Polls the run until it ends, logging each change of its state and its tasks'
+    /// (the first page of them); returns its final state.
+    async fn follow(&self, api: &Api, ctx: &TaskContext, run_id: &str) -> anyhow::Result<String> {
         let mut seen = None;
         loop {
             match self.look(api, run_id).await {
-                Ok((state, tasks)) => {
-                    let progress = (state.clone(), tasks.clone());
+                Ok((state, tasks, total)) => {
+                    let progress = (state.clone(), tasks);
                     if seen.as_ref() != Some(&progress) {
-                        ctx.log.info(format!(
-                            "Airflow run {run_id} is {state}: {}.",
-                            describe(&tasks)
-                        ));
+                        let mut line =
+                            format!("Airflow run {run_id} is {state}: {}", describe(&progress.1));
+                        if total > progress.1.len() {
+                            line.push_str(&format!(
+                                " (the first {} of {total} task instances)",
+                                progress.1.len()
+                            ));
+                        }
+                        ctx.log.info(format!("{line}."));
                         seen = Some(progress);
                     }
                     if finished(&state) {
-                        return Ok((state, tasks));
+                        return Ok(state);
                     }
                 }
                 Err(e) if e.transient() => {
@@ -265,52 +387,92 @@ impl AirflowDag {
         }
     }
 
+    /// The run's state, the first page of its task instances and how many it has.
     async fn look(
         &self,
-        api: &mut Api,
+        api: &Api,
         run_id: &str,
-    ) -> Result<(String, BTreeMap<String, String>), CallError> {
+    ) -> Result<(String, BTreeMap<String, String>, usize), CallError> {
         let run = api
             .call(
                 Method::GET,
                 &["dags", &self.dag_id, "dagRuns", run_id],
+                &[],
                 None,
             )
             .await?;
-        let tis = api
-            .call(
-                Method::GET,
-                &["dags", &self.dag_id, "dagRuns", run_id, "taskInstances"],
-                None,
-            )
-            .await?;
-        let tasks = tis["task_instances"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| {
-                let id = t["task_id"].as_str()?;
-                // A mapped task has one instance per index; name each.
-                let id = match t["map_index"].as_i64() {
-                    Some(i) if i >= 0 => format!("{id}[{i}]"),
-                    _ => id.to_string(),
-                };
-                Some((id, t["state"].as_str().unwrap_or("none").to_string()))
-            })
-            .collect();
+        let (tasks, total) = api.first_task_states(&self.dag_id, run_id).await?;
         Ok((
             run["state"].as_str().unwrap_or("unknown").to_string(),
             tasks,
+            total,
         ))
     }
 
+    /// What a finished run makes of the task: its output when the run succeeded (with
+    /// every task's state), else an error naming every failed task.
+    async fn verdict(
+        &self,
+        api: &Api,
+        ctx: &TaskContext,
+        run_id: &str,
+        page: &str,
+        state: &str,
+    ) -> anyhow::Result<Value> {
+        let wanted: &[&str] = if state == "success" {
+            &[]
+        } else {
+            &FAILED_TASK_STATES
+        };
+        let tasks = api.task_states(ctx, &self.dag_id, run_id, wanted).await;
+        if state == "success" {
+            let tasks = match tasks {
+                Ok(tasks) => json!(tasks),
+                Err(e) => {
+                    ctx.log.info(format!(
+                        "Could not list the tasks of Airflow run {run_id}: {e}."
+                    ));
+                    Value::Null
+                }
+            };
+            return Ok(json!({
+                "dag_id": self.dag_id,
+                "dag_run_id": run_id,
+                "state": state,
+                "url": page,
+                "tasks": tasks,
+            }));
+        }
+        let failed = match tasks {
+            Ok(tasks) => {
+                let named: Vec<String> = tasks
+                    .iter()
+                    .filter(|(_, s)| FAILED_TASK_STATES.contains(&s.as_str()))
+                    .map(|(t, s)| format!("{t} ({s})"))
+                    .collect();
+                if named.is_empty() {
+                    "none named".to_string()
+                } else {
+                    named.join(", ")
+                }
+            }
+            Err(e) => format!("unknown, Airflow did not list them ({e})"),
+        };
+        bail!(
+            "Airflow run {run_id} of {} {state}: failed tasks: {failed}; see {page}",
+            self.dag_id
+        )
+    }
+
     /// Marks the run failed in Airflow, so it stops when Setlist stops waiting for it.
-    async fn stop(&self, api: &mut Api, ctx: &TaskContext, run_id: &str, why: &str) {
+    /// Within 3 s: the worker gives a stopped task 5 s before it moves on.
+    async fn stop(&self, api: &Api, ctx: &TaskContext, run_id: &str, why: &str) {
         let stopped = tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(3),
             api.call(
                 Method::PATCH,
                 &["dags", &self.dag_id, "dagRuns", run_id],
+                &[],
                 Some(&json!({ "state": "failed" })),
             ),
         )
@@ -337,75 +499,34 @@ fn describe(tasks: &BTreeMap<String, String>) -> String {
 #[async_trait]
 impl Task for AirflowDag {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
-        let mut api = self.api()?;
-        self.check_dag(&mut api, ctx).await?;
-        let run_id = dag_run_id(ctx);
-        let conf = self.conf.clone().unwrap_or_else(|| ctx.conf.clone());
-        let mut body = json!({ "dag_run_id": run_id, "conf": conf });
-        if api.version == 3 {
-            // Airflow 3 wants the key; null makes a run with no logical date, so
-            // retries and concurrent Setlist runs never collide on one.
-            body["logical_date"] = Value::Null;
-        }
-        let path = ["dags", self.dag_id.as_str(), "dagRuns"];
-        match api
-            .call_patiently(ctx, Method::POST, &path, Some(&body))
-            .await
-        {
-            // This attempt triggered it already (an answer was lost): follow that run.
-            Err(e) if e.status == Some(StatusCode::CONFLICT) => ctx.log.info(format!(
-                "Airflow run {run_id} exists already; following it."
-            )),
-            other => {
-                other?;
-            }
-        }
+        let api = self.api()?;
+        self.check_dag(&api, ctx).await?;
+        let run_id = self.trigger(&api, ctx).await?;
         let page = api.run_page(&self.dag_id, &run_id);
         ctx.log.info(format!(
             "Triggered Airflow DAG {} as run {run_id}: {page}",
             self.dag_id
         ));
         let followed = tokio::select! {
-            r = tokio::time::timeout(self.timeout, self.follow(&mut api, ctx, &run_id)) => r,
+            r = tokio::time::timeout(self.timeout, self.follow(&api, ctx, &run_id)) => r,
             _ = ctx.cancel.cancelled() => {
-                self.stop(&mut api, ctx, &run_id, "the Setlist task was stopped").await;
+                self.stop(&api, ctx, &run_id, "the Setlist task was stopped").await;
                 bail!("stopped while Airflow run {run_id} was running; see {page}");
             }
         };
-        let (state, tasks) = match followed {
-            Ok(r) => r?,
+        let state = match followed {
+            Ok(state) => state?,
             Err(_) => {
                 let why = format!(
                     "it did not end within {}",
                     humantime::format_duration(self.timeout)
                 );
-                self.stop(&mut api, ctx, &run_id, &why).await;
+                self.stop(&api, ctx, &run_id, &why).await;
                 bail!("Airflow run {run_id} of {}: {why}; see {page}", self.dag_id);
             }
         };
-        if state != "success" {
-            let failed: Vec<String> = tasks
-                .iter()
-                .filter(|(_, s)| FAILED_TASK_STATES.contains(&s.as_str()))
-                .map(|(t, s)| format!("{t} ({s})"))
-                .collect();
-            bail!(
-                "Airflow run {run_id} of {} {state}: failed tasks: {}; see {page}",
-                self.dag_id,
-                if failed.is_empty() {
-                    "none named".to_string()
-                } else {
-                    failed.join(", ")
-                }
-            );
-        }
-        Ok(json!({
-            "dag_id": self.dag_id,
-            "dag_run_id": run_id,
-            "state": state,
-            "url": page.as_str(),
-            "tasks": tasks,
-        }))
+        self.verdict(&api, ctx, &run_id, page.as_str(), &state)
+            .await
     }
 }
 
@@ -467,6 +588,18 @@ mod tests {
                 "params.timeout: must be at least poll_interval",
             ),
             (
+                json!({ "dag_id": "x", "url": "http://admin:hunter2@h:8080" }),
+                "params.url: must not hold a user or password: use username and password_env",
+            ),
+            (
+                json!({ "dag_id": "x", "url": "http://admin:hunter2@h:99999" }),
+                "params.url: is not a URL (invalid port number): \"http://***@h:99999\"",
+            ),
+            (
+                json!({ "dag_id": "x", "airflow_version": 2, "token_env": "AIRFLOW_JWT" }),
+                "params.token_env: is for Airflow 3 only",
+            ),
+            (
                 json!({ "dag_id": "x", "username": " " }),
                 "params.username: must not be empty",
             ),
@@ -489,10 +622,55 @@ mod tests {
 
     #[test]
     fn a_run_id_names_the_setlist_attempt_in_airflows_characters() {
-        let ctx = TaskContext {
-            dag_id: "daily etl".into(),
+        let ctx = context("daily etl".into(), "wait/for+it");
+        assert_eq!(
+            dag_run_id(&ctx, None),
+            "setlist__daily_etl__42__wait_for_it__try2"
+        );
+        assert_eq!(
+            dag_run_id(&ctx, Some("0a1b2c3d")),
+            "setlist__daily_etl__42__wait_for_it__try2__0a1b2c3d"
+        );
+    }
+
+    #[test]
+    fn a_run_id_too_long_for_airflow_loses_its_middle_and_keeps_its_try() {
+        let ctx = context("d".repeat(300), "load_everything");
+        let id = dag_run_id(&ctx, None);
+        assert_eq!(id.len(), MAX_RUN_ID);
+        assert!(id.starts_with("setlist__ddd"), "{id}");
+        assert!(id.contains(".."), "{id}");
+        assert!(id.ends_with("ddd__42__load_everything__try2"), "{id}");
+        let own = dag_run_id(&ctx, Some("0a1b2c3d"));
+        assert_eq!(own.len(), MAX_RUN_ID);
+        assert!(own.ends_with("__try2__0a1b2c3d"), "{own}");
+    }
+
+    #[test]
+    fn the_conf_names_the_attempt_and_keeps_the_rest() {
+        let p = params(json!({ "dag_id": "x", "conf": { "region": "EU", "setlist": 1 } })).unwrap();
+        let ctx = context("daily".into(), "t");
+        let conf = p.conf(&ctx, "abc");
+        assert_eq!(conf["region"], "EU");
+        assert_eq!(
+            conf["setlist"],
+            json!({
+                "dag_id": "daily",
+                "run_id": 42,
+                "task_id": "t",
+                "try_number": 2,
+                "logical_date": ctx.logical_date.to_rfc3339(),
+                "attempt": "abc",
+            })
+        );
+        assert_ne!(p.conf(&ctx, "abd"), conf);
+    }
+
+    fn context(dag_id: String, task_id: &str) -> TaskContext {
+        TaskContext {
+            dag_id,
             run_id: 42,
-            task_id: "wait/for+it".into(),
+            task_id: task_id.into(),
             logical_date: chrono::Utc::now(),
             data_interval_start: chrono::Utc::now(),
             data_interval_end: chrono::Utc::now(),
@@ -502,10 +680,114 @@ mod tests {
             upstream_outputs: BTreeMap::new(),
             log: orchestrator::LogSink::discard(),
             cancel: tokio_util::sync::CancellationToken::new(),
-        };
+        }
+    }
+
+    /// An `airflow_dag` task and its context against the fake Airflow at `url`.
+    fn against(url: &str) -> (AirflowDag, Api, TaskContext) {
+        let p = params(json!({ "dag_id": "etl", "url": url })).unwrap();
+        let api = Api::new(api::base_url(url).unwrap(), 3, Auth::None).unwrap();
+        (p, api, context("daily".into(), "t"))
+    }
+
+    #[tokio::test]
+    async fn a_trigger_whose_answer_was_lost_follows_the_run_it_made() {
+        // The first POST creates the run but its answer is lost (a 503 here); asked
+        // again, Airflow answers 409 and the run holds this attempt's conf.
+        let created = std::sync::Arc::new(std::sync::Mutex::new(None::<Value>));
+        let fake = fake::FakeAirflow::start({
+            let created = created.clone();
+            move |r| {
+                let mut created = created.lock().unwrap();
+                match (r.method.as_str(), created.as_ref()) {
+                    ("POST", None) => {
+                        *created = Some(r.body["conf"].clone());
+                        (503, json!({ "detail": "lost" }))
+                    }
+                    ("POST", Some(_)) => (409, json!({ "detail": "exists" })),
+                    ("GET", Some(conf)) => (200, json!({ "state": "queued", "conf": conf })),
+                    _ => (500, json!({})),
+                }
+            }
+        })
+        .await;
+        let (task, api, ctx) = against(&fake.url);
+        let run_id = task.trigger(&api, &ctx).await.unwrap();
+        assert_eq!(run_id, "setlist__daily__42__t__try2");
         assert_eq!(
-            dag_run_id(&ctx),
-            "setlist__daily_etl__42__wait_for_it__try2"
+            fake.calls(),
+            [
+                "POST /api/v2/dags/etl/dagRuns",
+                "POST /api/v2/dags/etl/dagRuns",
+                "GET /api/v2/dags/etl/dagRuns/setlist__daily__42__t__try2",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_id_taken_by_another_setlist_is_left_alone() {
+        // Another Setlist (or this one before its database was reset) has the run id.
+        let fake = fake::FakeAirflow::start(|r| match (r.method.as_str(), r.target.as_str()) {
+            ("POST", _) if r.body["dag_run_id"] == "setlist__daily__42__t__try2" => {
+                (409, json!({ "detail": "exists" }))
+            }
+            ("POST", _) => (200, json!({ "state": "queued" })),
+            ("GET", _) => (
+                200,
+                json!({ "state": "success", "conf": { "setlist": {
+                    "run_id": 42, "logical_date": "2025-01-01T00:00:00+00:00", "try_number": 2,
+                    "attempt": "someone-else" } } }),
+            ),
+            _ => (500, json!({})),
+        })
+        .await;
+        let (task, api, ctx) = against(&fake.url);
+        let run_id = task.trigger(&api, &ctx).await.unwrap();
+        let sent = fake.requests.lock().unwrap().clone();
+        let attempt = sent[0].body["conf"]["setlist"]["attempt"].as_str().unwrap();
+        assert_eq!(
+            run_id,
+            format!("setlist__daily__42__t__try2__{}", &attempt[..8])
+        );
+        assert_eq!(sent[2].body["dag_run_id"], run_id.as_str());
+        assert_eq!(sent[2].body["conf"], sent[0].body["conf"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_names_its_failed_tasks_from_every_page() {
+        // 150 failed task instances: two pages of Airflow's at most 100.
+        let fake = fake::FakeAirflow::start(|r| {
+            let offset: usize = r
+                .target
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("offset="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let page: Vec<Value> = (offset..150.min(offset + 100))
+                .map(|i| json!({ "task_id": format!("t{i:03}"), "map_index": -1, "state": "failed" }))
+                .collect();
+            (200, json!({ "task_instances": page, "total_entries": 150 }))
+        })
+        .await;
+        let (task, api, ctx) = against(&fake.url);
+        let err = task
+            .verdict(&api, &ctx, "r", "http://page", "failed")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "Airflow run r of etl failed: failed tasks: t000 (failed), t001 (failed)"
+            ),
+            "{err}"
+        );
+        assert!(err.ends_with("t149 (failed); see http://page"), "{err}");
+        assert_eq!(
+            fake.calls(),
+            [
+                "GET /api/v2/dags/etl/dagRuns/r/taskInstances?limit=100&offset=0&state=failed&state=upstream_failed",
+                "GET /api/v2/dags/etl/dagRuns/r/taskInstances?limit=100&offset=100&state=failed&state=upstream_failed",
+            ]
         );
     }
 }
