@@ -10,7 +10,7 @@ What it compares, each against the place that owns the fact:
   topic (tasks/src/kafka.rs, the CLI), the database and its port (scripts/postgres.sh,
   scripts/lib.sh), the broker's port (scripts/kafka.sh), the web port and that the
   scripts keep 127.0.0.1 (scripts/run.sh);
-- pins: dbt (scripts/dbt.sh), Airflow (scripts/airflow.sh), the Rust toolchain and
+- pins: dbt (scripts/dbt.sh), Airflow (scripts/airflow.sh and its constraints file), the Rust toolchain and
   PostgreSQL's major version (Dockerfile, docker-compose.yml and the workflow alike);
 - every environment variable compose or the Dockerfile sets is one the binary, dbt's
   profiles or scripts/ read; pass-through defaults match dbt/profiles.yml's;
@@ -29,6 +29,7 @@ Prints every problem it finds, then exits 1 if there was any.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -92,6 +93,11 @@ airflow_sh = ROOT / "scripts/airflow.sh"
 airflow_version = None
 if airflow_sh.exists():
     airflow_version = one(r"apache-airflow(?:\[[\w,]+\])?==([\w.]+)", airflow_sh.read_text(), "scripts/airflow.sh", "the Airflow pin")
+    constraints = f"scripts/airflow-constraints-{airflow_version}.txt"
+    if "--constraint" not in airflow_sh.read_text() or Path(constraints).name not in airflow_sh.read_text():
+        problem("scripts/airflow.sh", f"does not install with --constraint {constraints}")
+    pinned = one(r"^apache-airflow==([\w.]+)$", read(constraints), constraints, "the apache-airflow pin", re.M)
+    expect(constraints, "apache-airflow's pin", pinned, airflow_version, "scripts/airflow.sh")
 
 kafka_rs = read("tasks/src/kafka.rs")
 topic = one(r'"SETLIST_TOPIC"\)\.unwrap_or_else\(\|_\| "([\w.-]+)"', kafka_rs, "tasks/src/kafka.rs", "the default topic")
@@ -123,7 +129,9 @@ def compose_config(*extra: str) -> dict:
     global compose_failed
     cmd = [COMPOSE_BIN, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
            "--env-file", str(ROOT / ".env.example"), "--profile", "airflow", "config", "--format", "json", *extra]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    # PATH only: Compose interpolates from the environment before .env.example, so a real
+    # SETLIST_API_TOKEN or password exported in this shell would land in what we print.
+    out = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")})
     if out.returncode != 0:
         problem("docker-compose.yml", f"docker compose config failed: {out.stderr.strip()}")
         compose_failed = True
@@ -252,8 +260,9 @@ try:
     conn = json.loads(env.get("airflow", {}).get("AIRFLOW_CONN_SETLIST_DEFAULT", ""))
     expect(C, "the setlist_default Connection's host", conn.get("host"), "setlist", "the setlist service")
     expect(C, "the setlist_default Connection's port", str(conn.get("port")), web_port, "scripts/run.sh")
-    expect(C, "the setlist_default Connection's password", conn.get("password"),
-           setlist_env.get("SETLIST_API_TOKEN"), "setlist's SETLIST_API_TOKEN")
+    # Says whether they differ, never what they are: both are secrets.
+    if conn.get("password") != setlist_env.get("SETLIST_API_TOKEN"):
+        problem(C, "the setlist_default Connection's password differs from setlist's SETLIST_API_TOKEN")
 except json.JSONDecodeError as e:
     problem(C, f"AIRFLOW_CONN_SETLIST_DEFAULT is not JSON: {e}")
 # With Airflow at hand (scripts/airflow.sh), the adapter itself reads the Connection.
@@ -263,10 +272,11 @@ try:
     from airflow.sdk import BaseHook
 except ImportError:  # Airflow 2
     from airflow.hooks.base import BaseHook
+import hashlib
 import setlist_airflow
 conn = BaseHook.get_connection("setlist_default")
 print(setlist_airflow.base_url_of(conn))
-print(conn.password)
+print(hashlib.sha256((conn.password or "").encode()).hexdigest())  # the password itself stays out of logs
 """
     with tempfile.TemporaryDirectory() as home:
         out = subprocess.run(
@@ -274,10 +284,12 @@ print(conn.password)
             env={**os.environ, "AIRFLOW_HOME": home, "PYTHONPATH": str(ROOT / "dags/airflow/plugins"),
                  "AIRFLOW_CONN_SETLIST_DEFAULT": env.get("airflow", {}).get("AIRFLOW_CONN_SETLIST_DEFAULT", "")})
     seen = out.stdout.strip().splitlines()[-2:]
-    wanted = [f"http://setlist:{web_port}", setlist_env["SETLIST_API_TOKEN"]]
+    wanted = [f"http://setlist:{web_port}", hashlib.sha256(setlist_env["SETLIST_API_TOKEN"].encode()).hexdigest()]
     if out.returncode != 0 or seen != wanted:
+        got = seen + [None] * (2 - len(seen))
         problem(C, f"the adapter (dags/airflow/plugins/setlist_airflow.py) reads the setlist_default Connection as "
-                   f"{seen} (exit {out.returncode}), not {wanted}: {out.stderr.strip()[-500:]}")
+                   f"{got[0]!r} with a password of SHA-256 {got[1]} (exit {out.returncode}), not {wanted[0]!r} with "
+                   f"setlist's API token, SHA-256 {wanted[1]}: {out.stderr.strip()[-500:]}")
     else:
         print(f"The Airflow adapter reads the setlist_default Connection as {wanted[0]} with setlist's API token.")
 

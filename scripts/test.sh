@@ -15,9 +15,10 @@ eval "$(scripts/chromium.sh)"
 eval "$(scripts/airflow.sh)"
 export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT SETLIST_SCHEMATHESIS SETLIST_CHROMIUM SETLIST_CHROMEDRIVER SETLIST_AIRFLOW
 
-# Each test makes its own database named setlist_t_*; drop the ones earlier runs left.
+# Each test makes its own database named setlist_t_*; drop the ones earlier runs left,
+# also when a process an earlier run left behind is still connected (PostgreSQL 13+).
 psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |
-    while read -r db; do psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+    while read -r db; do psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 
 say "deployment files: Dockerfile, docker-compose.yml, CI workflow, BI (scripts/deploy-check.sh)"
 scripts/deploy-check.sh

@@ -331,7 +331,7 @@ class SetlistRunOperator(BaseOperator):
         context["ti"].xcom_push(key="run_url", value=url)
         if not self.wait_for_completion:
             return {"dag_id": self.setlist_dag_id, "run_id": run_id, "state": "queued", "url": url}
-        run = client.run(run_id)
+        run = self._look(client, run_id, url) or {}
         if run.get("state") in FINISHED:  # no need to wait, deferred or not
             return outcome(self.setlist_dag_id, run_id, run, url)
         if self.deferrable:
@@ -345,8 +345,19 @@ class SetlistRunOperator(BaseOperator):
             if deadline is not None and time.monotonic() > deadline:
                 raise AirflowException(f"Setlist run {run_id} did not finish within {self.timeout}; see {url}")
             time.sleep(self.poll_interval)
-            run = client.run(run_id)
+            run = self._look(client, run_id, url) or run
         return outcome(self.setlist_dag_id, run_id, run, url)
+
+    def _look(self, client: SetlistClient, run_id: int, url: str) -> dict | None:
+        """The run, or None when Setlist did not answer or answered a 5xx (logged, and
+        looked at again later, as the trigger and the sensor do); a 4xx fails the task."""
+        try:
+            return client.run(run_id)
+        except SetlistApiError as e:
+            if not e.transient:
+                raise AirflowException(f"Cannot follow Setlist run {run_id}: {e}; see {url}") from None
+            self.log.warning("Setlist did not answer, looking again later: %s", e)
+            return None
 
     def execute_complete(self, context: Any, event: dict, **_: Any) -> Any:
         run_id, url = event["run_id"], event["url"]
