@@ -330,10 +330,15 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
         4,
         "{dashboard}"
     );
-    // Pipeline health adds up: landed = bronze = silver + quarantine, silver = gold.
+    // Pipeline health adds up: landed = bronze = silver + quarantine, silver = gold,
+    // and the lander has read everything the broker holds.
     let health = common::web::browse(&format!("{base}/health"), "health").await;
     assert!(
-        health.contains("<tbody><tr><td>60,002</td><td>0</td><td>60,002</td><td>55,000</td><td>5,002</td><td>55,000</td></tr></tbody>"),
+        health.contains(r#"<strong id="lag">0</strong>"#),
+        "{health}"
+    );
+    assert!(
+        health.contains("</td><td>60,002</td><td>0</td><td>60,002</td><td>55,000</td><td>5,002</td><td>55,000</td></tr></tbody>"),
         "{health}"
     );
     let tracks = &dashboard[dashboard.find(r#"id="top-tracks""#).unwrap()..];

@@ -55,6 +55,8 @@ struct HealthPage {
     broker_error: Option<String>,
     partitions: Vec<Partition>,
     lag: String,
+    /// How many landed offsets lie beyond the broker's high watermarks, if any.
+    under_reported: Option<String>,
     totals: Totals,
     hours: Vec<Hour>,
 }
@@ -117,16 +119,23 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
     let produced: i64 = partitions.iter().map(|p| p.high - p.low).sum();
+    // tansu 0.6 can report a high watermark below offsets its consumers already
+    // read (seen after a second producer replayed events); such a partition has no
+    // lag, and the page says the broker under-reports.
+    let landed_through = |p: &tasks::kafka::Watermarks| {
+        through
+            .get(&p.partition)
+            .copied()
+            .unwrap_or(p.low)
+            .max(p.low)
+    };
     let lag: i64 = partitions
         .iter()
-        .map(|p| {
-            p.high
-                - through
-                    .get(&p.partition)
-                    .copied()
-                    .unwrap_or(p.low)
-                    .max(p.low)
-        })
+        .map(|p| (p.high - landed_through(p)).max(0))
+        .sum();
+    let under_reported: i64 = partitions
+        .iter()
+        .map(|p| (landed_through(p) - p.high).max(0))
         .sum();
     let totals = Totals {
         produced: if broker_error.is_some() {
@@ -155,19 +164,16 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
             grouped(lag)
         },
         broker_error,
+        under_reported: (under_reported > 0).then(|| grouped(under_reported)),
         partitions: partitions
             .iter()
             .map(|p| {
-                let landed = through
-                    .get(&p.partition)
-                    .copied()
-                    .unwrap_or(p.low)
-                    .max(p.low);
+                let landed = landed_through(p);
                 Partition {
                     partition: p.partition,
                     produced: grouped(p.high - p.low),
                     landed: grouped(landed - p.low),
-                    lag: grouped(p.high - landed),
+                    lag: grouped((p.high - landed).max(0)),
                 }
             })
             .collect(),
