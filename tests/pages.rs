@@ -322,3 +322,23 @@ params = { command = "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done" }
     assert_eq!(api.get("/api/v1/dags/hello").await.1["paused"], true);
     b.client.close().await.unwrap();
 }
+
+/// With the broker down, the health page still shows every stage the state store
+/// and warehouse know and says the broker did not answer, instead of failing.
+#[tokio::test]
+async fn the_health_page_says_so_when_the_broker_does_not_answer() {
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let api = common::web::serve_dags_env(
+        &common::web::dags(),
+        &["--public-reads"],
+        &[("SETLIST_KAFKA_BROKERS", closed)],
+    )
+    .await;
+    let health = browse(&format!("{}/health", api.base), "health_broker_down").await;
+    assert!(health.contains(r#"id="broker-error""#), "{health}");
+    assert!(health.contains("The broker did not answer"), "{health}");
+    assert!(
+        health.contains(r#"<strong id="lag">?</strong>"#),
+        "{health}"
+    );
+}

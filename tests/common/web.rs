@@ -37,17 +37,19 @@ pub async fn serve(extra: &[&str]) -> Api {
 
 /// `setlist web` over the DAG folder `dags`.
 pub async fn serve_dags(dags: &std::path::Path, extra: &[&str]) -> Api {
+    serve_dags_env(dags, extra, &[]).await
+}
+
+/// `setlist web` over `dags` with more environment variables.
+pub async fn serve_dags_env(dags: &std::path::Path, extra: &[&str], env: &[(&str, String)]) -> Api {
     let db = TestDb::new().await;
     let port = super::free_port();
     let bind = format!("127.0.0.1:{port}");
     let mut args = vec!["web", "--bind", bind.as_str()];
     args.extend_from_slice(extra);
-    let procs = Procs(vec![spawn_setlist_with(
-        &db,
-        dags,
-        &args,
-        &[("SETLIST_API_TOKEN", TOKEN.to_string())],
-    )]);
+    let mut env = env.to_vec();
+    env.push(("SETLIST_API_TOKEN", TOKEN.to_string()));
+    let procs = Procs(vec![spawn_setlist_with(&db, dags, &args, &env)]);
     let base = format!("http://{bind}");
     let client = Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
