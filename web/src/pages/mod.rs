@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::AppState;
 use crate::api::ApiError;
@@ -46,39 +46,34 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(pages)
         .merge(actions)
         .route("/login", get(login::form).post(login::submit))
-        .route("/static/setlist.css", get(css))
-        .route("/static/analytics.js", get(analytics_js))
-        .route("/static/pages.js", get(pages_js))
-        .route("/static/vendor/chart-4.6.1.umd.min.js", get(chart_js))
+        .route(
+            "/static/setlist.css",
+            asset(CSS, include_str!("../../static/setlist.css")),
+        )
+        .route(
+            "/static/analytics.js",
+            asset(JS, include_str!("../../static/analytics.js")),
+        )
+        .route(
+            "/static/pages.js",
+            asset(JS, include_str!("../../static/pages.js")),
+        )
+        // Chart.js 4.6.1, vendored (MIT; web/static/vendor/chart-4.6.1.LICENSE.md).
+        .route(
+            "/static/vendor/chart-4.6.1.umd.min.js",
+            asset(
+                JS,
+                include_str!("../../static/vendor/chart-4.6.1.umd.min.js"),
+            ),
+        )
 }
 
-async fn css() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../../static/setlist.css"),
-    )
-}
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
 
-async fn analytics_js() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../static/analytics.js"),
-    )
-}
-
-async fn pages_js() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../static/pages.js"),
-    )
-}
-
-/// Chart.js 4.6.1, vendored (MIT; web/static/vendor/chart-4.6.1.LICENSE.md).
-async fn chart_js() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../static/vendor/chart-4.6.1.umd.min.js"),
-    )
+/// A file of web/static, built into the binary, served with its content type.
+fn asset(content_type: &'static str, body: &'static str) -> MethodRouter<AppState> {
+    get(move || async move { ([(CONTENT_TYPE, content_type)], body) })
 }
 
 /// Pages need the login cookie, unless reads are public.
