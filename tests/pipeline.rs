@@ -261,6 +261,21 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     // hourly DAG's full-scan tests pass too.
     let nodes = all_dbt_nodes_passed(&db, run, "dbt_build").await;
     assert!(nodes >= 25, "{nodes} dbt nodes");
+    // Both dbt tasks ran in one warm dbt process of the worker, one after the other.
+    let warm: Vec<String> = sqlx::query_scalar(
+        "SELECT l.line FROM setlist.attempt_logs l JOIN setlist.attempts a ON a.id = l.attempt_id \
+         JOIN setlist.task_instances t ON t.id = a.ti_id \
+         WHERE t.run_id = $1 AND l.line LIKE 'dbt runs in warm process %' ORDER BY a.started_at",
+    )
+    .bind(run)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let word = |line: &str, n: usize| line.split_whitespace().nth(n).unwrap().to_string();
+    assert_eq!(warm.len(), 2, "{warm:?}");
+    assert_eq!(word(&warm[0], 5), word(&warm[1], 5), "{warm:?}");
+    let command = |line: &str| word(line, 7).parse::<u32>().unwrap();
+    assert_eq!(command(&warm[0]) + 1, command(&warm[1]), "{warm:?}");
     let quality = run_dag(&db, &setlist, "spotify_quality").await;
     let tests = all_dbt_nodes_passed(&db, quality, "dbt_test_full_scan").await;
     assert!(tests >= 15, "{tests} full-scan tests");
@@ -359,34 +374,38 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
         .execute(&db.pool)
         .await
         .unwrap();
-    let task: tasks::dbt::Dbt = serde_json::from_value(serde_json::json!({
-        "command": "test",
-        "select": "ms_played_within_track",
-        "project_dir": root.join("dbt"),
-        "env": { "SETLIST_WAREHOUSE_DB": db_name },
-        "dbt": dbt_binary(),
-    }))
-    .unwrap();
-    let ctx = orchestrator::TaskContext {
-        dag_id: "adhoc".into(),
-        run_id: 0,
-        task_id: "dbt_test".into(),
-        logical_date: Utc::now(),
-        data_interval_start: Utc::now(),
-        data_interval_end: Utc::now(),
-        try_number: 1,
-        params: serde_json::json!({}),
-        conf: serde_json::json!({}),
-        upstream_outputs: BTreeMap::new(),
-        log: orchestrator::LogSink::discard(),
-        cancel: CancellationToken::new(),
-    };
-    let err = orchestrator::Task::run(&task, &ctx)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("dbt test failed: test.setlist.ms_played_within_track (fail)"),
-        "{err}"
-    );
+    // Through a warm dbt process and through a new `dbt` process alike.
+    for warm in [true, false] {
+        let task: tasks::dbt::Dbt = serde_json::from_value(serde_json::json!({
+            "command": "test",
+            "select": "ms_played_within_track",
+            "project_dir": root.join("dbt"),
+            "env": { "SETLIST_WAREHOUSE_DB": db_name },
+            "dbt": dbt_binary(),
+            "warm": warm,
+        }))
+        .unwrap();
+        let ctx = orchestrator::TaskContext {
+            dag_id: "adhoc".into(),
+            run_id: 0,
+            task_id: "dbt_test".into(),
+            logical_date: Utc::now(),
+            data_interval_start: Utc::now(),
+            data_interval_end: Utc::now(),
+            try_number: 1,
+            params: serde_json::json!({}),
+            conf: serde_json::json!({}),
+            upstream_outputs: BTreeMap::new(),
+            log: orchestrator::LogSink::discard(),
+            cancel: CancellationToken::new(),
+        };
+        let err = orchestrator::Task::run(&task, &ctx)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("dbt test failed: test.setlist.ms_played_within_track (fail)"),
+            "warm {warm}: {err}"
+        );
+    }
 }

@@ -32,7 +32,7 @@ pub async fn bronze(args: &Args) -> anyhow::Result<()> {
         n as f64 / secs
     );
     for label in ["from empty", "again, no new data"] {
-        let secs = dbt(&database, &["build"]).await?;
+        let (secs, _) = dbt(&database, &["build"]).await?;
         println!("| `dbt build` over {n} plays, {label} | {secs:.1} s | < 60 s from empty |");
     }
     // One more minute at 10,000 events/s: 600,000 new plays on top of the million.
@@ -50,21 +50,31 @@ pub async fn bronze(args: &Args) -> anyhow::Result<()> {
     println!(
         "| load_bronze of one minute at 10,000 events/s ({minute} rows) | {load_secs:.1} s | |"
     );
-    let models = dbt(&database, &["run"]).await?;
+    if let Ok(snapshot) = std::env::var("SETLIST_BENCH_SNAPSHOT") {
+        // Keep the warehouse as it is before the incremental run, to try changes on.
+        pool.close().await;
+        let admin = sqlx::PgPool::connect(&args.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {snapshot}"))
+            .execute(&admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {snapshot} TEMPLATE {database}"))
+            .execute(&admin)
+            .await?;
+        println!("kept the warehouse before the incremental run as database {snapshot}");
+    }
+    let (models, output) = dbt(&database, &["run"]).await?;
     println!(
         "| incremental `dbt run` (models only) over that minute; slowest: {} | {models:.1} s | < 5 s |",
-        slowest_nodes(3)?
+        slowest_nodes(&output, 3)
     );
-    let tests = dbt(&database, &["test"]).await?;
+    let (tests, _) = dbt(&database, &["test"]).await?;
     println!("| `dbt test` after it, every test over all 1.6 M plays | {tests:.1} s | |");
     Ok(())
 }
 
-/// The `n` slowest nodes of the last dbt command, from its run_results.json.
-fn slowest_nodes(n: usize) -> anyhow::Result<String> {
-    let path = dbt_target().join("run_results.json");
-    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-    let mut nodes: Vec<(f64, String)> = results["results"]
+/// The `n` slowest nodes of a dbt task's output.
+fn slowest_nodes(output: &serde_json::Value, n: usize) -> String {
+    let mut nodes: Vec<(f64, String)> = output["results"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -76,45 +86,49 @@ fn slowest_nodes(n: usize) -> anyhow::Result<String> {
         })
         .collect();
     nodes.sort_by(|a, b| b.0.total_cmp(&a.0));
-    Ok(nodes
+    nodes
         .iter()
         .take(n)
         .map(|(secs, name)| format!("{name} {secs:.1} s"))
         .collect::<Vec<_>>()
-        .join(", "))
+        .join(", ")
 }
 
-fn dbt_target() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("setlist-bench-dbt-{}", std::process::id()))
-}
-
-/// Runs one dbt command of the project against `database`; returns its wall-clock seconds.
-pub async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<f64> {
+/// Runs one dbt command of the project against `database` through the `dbt` task
+/// kind, as the pipeline does (in its warm dbt process after the first command);
+/// returns its wall-clock seconds and the task's output.
+pub async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<(f64, serde_json::Value)> {
     let dbt = std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
         format!(
             "{}/.cache/setlist/tools/dbt-1.11/bin/dbt",
             std::env::var("HOME").unwrap_or_default()
         )
     });
-    let project = concat!(env!("CARGO_MANIFEST_DIR"), "/../dbt");
-    let target = dbt_target();
+    let task: tasks::dbt::Dbt = serde_json::from_value(serde_json::json!({
+        "command": command[0],
+        "args": &command[1..],
+        "project_dir": concat!(env!("CARGO_MANIFEST_DIR"), "/../dbt"),
+        "env": { "SETLIST_WAREHOUSE_DB": database },
+        "dbt": dbt,
+    }))?;
+    let now = chrono::Utc::now();
+    let ctx = orchestrator::TaskContext {
+        dag_id: "bench".into(),
+        run_id: 0,
+        task_id: command.join("_"),
+        logical_date: now,
+        data_interval_start: now,
+        data_interval_end: now,
+        try_number: 1,
+        params: serde_json::json!({}),
+        conf: serde_json::json!({}),
+        upstream_outputs: Default::default(),
+        log: orchestrator::LogSink::discard(),
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
     let started = Instant::now();
-    let status = tokio::process::Command::new(&dbt)
-        .args(command)
-        .args([
-            "--project-dir",
-            project,
-            "--profiles-dir",
-            project,
-            "--target-path",
-        ])
-        .arg(&target)
-        .env("SETLIST_WAREHOUSE_DB", database)
-        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        .stdout(std::process::Stdio::null())
-        .status()
+    let output = orchestrator::Task::run(&task, &ctx)
         .await
-        .with_context(|| format!("run {dbt} (install it with scripts/dbt.sh)"))?;
-    anyhow::ensure!(status.success(), "dbt {command:?} failed: {status}");
-    Ok(started.elapsed().as_secs_f64())
+        .with_context(|| format!("dbt {command:?} (install dbt with scripts/dbt.sh)"))?;
+    Ok((started.elapsed().as_secs_f64(), output))
 }

@@ -254,7 +254,8 @@ pub async fn analytics(args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(report.rows == n && report.failed.is_empty(), "{report:?}");
     std::fs::remove_dir_all(&lake).ok();
     let database = url.rsplit('/').next().unwrap_or_default().to_string();
-    let build = crate::warehouse::dbt(&database, &["build", "--exclude", "tag:full_scan"]).await?;
+    let (build, _) =
+        crate::warehouse::dbt(&database, &["build", "--exclude", "tag:full_scan"]).await?;
     eprintln!("dbt build over {n} plays: {build:.0} s");
     let gold: i64 = sqlx::query_scalar("SELECT count(*) FROM gold.fct_plays")
         .fetch_one(&pool)

@@ -18,12 +18,22 @@ with batch as (
     {% endif %}
 ),
 
+-- The batch's valid rows, narrow: the duplicate checks below read them several times,
+-- and a narrow row set stays in memory where the whole rows would spill to disk.
+valid {{ materialized_cte() }} (
+    select event_id, ts, loaded_at, source_object, kafka_offset
+    from {{ ref('int_bronze__plays_checked') }}
+    where rejection_reason is null
+    {% if is_incremental() %}
+        and loaded_at > {{ high_water_mark('loaded_at') }}
+    {% endif %}
+),
+
 -- Events that arrive more than once in this batch (rare): every valid copy after
 -- the first loaded. Only these few rows are sorted.
 repeated as (
     select event_id
-    from batch
-    where rejection_reason is null
+    from valid
     group by event_id
     having count(*) > 1
 ),
@@ -32,14 +42,13 @@ later_copies as (
     select source_object, kafka_offset
     from (
         select
-            batch.source_object,
-            batch.kafka_offset,
+            valid.source_object,
+            valid.kafka_offset,
             row_number() over (
-                partition by batch.event_id order by batch.loaded_at, batch.source_object, batch.kafka_offset
+                partition by valid.event_id order by valid.loaded_at, valid.source_object, valid.kafka_offset
             ) as copy_number
-        from batch
-        inner join repeated on repeated.event_id = batch.event_id
-        where batch.rejection_reason is null
+        from valid
+        inner join repeated on repeated.event_id = valid.event_id
     ) as copies
     where copy_number > 1
 )
@@ -50,11 +59,10 @@ later_copies as (
 , seen as (
     select distinct earlier.event_id
     from {{ this }} as earlier
-    inner join batch on batch.event_id = earlier.event_id
+    inner join valid on valid.event_id = earlier.event_id
     where earlier.rejection_reason is null
-        and batch.rejection_reason is null
-        and earlier.ts >= (select min(ts) from batch where rejection_reason is null)
-        and earlier.ts <= (select max(ts) from batch where rejection_reason is null)
+        and earlier.ts >= (select min(ts) from valid)
+        and earlier.ts <= (select max(ts) from valid)
 )
 {% endif %}
 

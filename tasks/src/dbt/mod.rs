@@ -1,6 +1,10 @@
 //! `dbt`: runs one dbt command (build by default) with a selection, streams dbt's log
 //! into the attempt's log, and turns run_results.json into the task's output, one
 //! entry per model and test. A failing model or test fails the task and is named.
+//! A dbt that is a Python script runs in a warm process ([`warm`]) instead of a new
+//! process per command.
+
+mod warm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +45,14 @@ pub struct Dbt {
     /// The dbt executable (default: SETLIST_DBT, else `dbt` on the PATH).
     #[serde(default)]
     pub dbt: Option<PathBuf>,
+    /// Run in a warm, reused dbt process (the default when `dbt` is a Python
+    /// script); false starts a new `dbt` process for each run.
+    #[serde(default = "default_warm")]
+    pub warm: bool,
+}
+
+fn default_warm() -> bool {
+    true
 }
 
 fn default_command() -> String {
@@ -100,30 +112,50 @@ impl Task for Dbt {
         ));
         let parse_cache = ParseCache::for_project(&project);
         parse_cache.restore_into(&target_path);
-        let mut cmd = Command::new(&dbt);
-        cmd.args(self.command.split_whitespace())
-            .arg("--project-dir")
-            .arg(&project)
-            .arg("--profiles-dir")
-            .arg(&profiles)
-            .arg("--target-path")
-            .arg(&target_path)
-            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-            .env("DBT_USE_COLORS", "false")
-            .envs(&self.env);
+        let mut args: Vec<String> = self.command.split_whitespace().map(str::to_owned).collect();
+        for (flag, path) in [
+            ("--project-dir", &project),
+            ("--profiles-dir", &profiles),
+            ("--target-path", &target_path),
+        ] {
+            let path = path
+                .to_str()
+                .with_context(|| format!("{flag} {} is not UTF-8", path.display()))?;
+            args.extend([flag.to_owned(), path.to_owned()]);
+        }
         if let Some(select) = &self.select {
-            cmd.arg("--select").arg(select);
+            args.extend(["--select".to_owned(), select.clone()]);
         }
         if let Some(target) = &self.target {
-            cmd.arg("--target").arg(target);
+            args.extend(["--target".to_owned(), target.clone()]);
         }
-        cmd.args(&self.args);
-        let what = format!(
-            "dbt {} ({}; install it with scripts/dbt.sh)",
-            self.command,
-            dbt.display()
-        );
-        let (status, _) = run_logged(cmd, ctx, &what).await?;
+        args.extend(self.args.iter().cloned());
+        let python = self.warm.then(|| warm::python_of(&dbt)).flatten();
+        let (success, detail) = match python {
+            Some(python) => {
+                let spec = warm::Spec {
+                    python,
+                    env: self.env.clone(),
+                };
+                let verdict = warm::run(&spec, &args, ctx).await?;
+                let detail = verdict.error.unwrap_or_else(|| "it failed".into());
+                (verdict.success, detail)
+            }
+            None => {
+                let mut cmd = Command::new(&dbt);
+                cmd.args(&args)
+                    .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+                    .env("DBT_USE_COLORS", "false")
+                    .envs(&self.env);
+                let what = format!(
+                    "dbt {} ({}; install it with scripts/dbt.sh)",
+                    self.command,
+                    dbt.display()
+                );
+                let (status, _) = run_logged(cmd, ctx, &what).await?;
+                (status.success(), format!("it exited with {status}"))
+            }
+        };
         let file = if self.command.trim() == "source freshness" {
             "sources.json"
         } else {
@@ -137,10 +169,7 @@ impl Task for Dbt {
         parse_cache.save_from(&target_path);
         let _ = std::fs::remove_dir_all(&target_path);
         let Some(results) = results else {
-            anyhow::bail!(
-                "dbt {} exited with {status} before writing {file}",
-                self.command
-            );
+            anyhow::bail!("dbt {} ended before writing {file}: {detail}", self.command);
         };
         let failed: Vec<String> = results
             .results
@@ -158,12 +187,12 @@ impl Task for Dbt {
                 )
             })
             .collect();
-        if !status.success() || !failed.is_empty() {
+        if !success || !failed.is_empty() {
             anyhow::bail!(
                 "dbt {} failed: {}",
                 self.command,
                 if failed.is_empty() {
-                    status.to_string()
+                    detail
                 } else {
                     failed.join("; ")
                 }
