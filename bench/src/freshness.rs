@@ -122,10 +122,12 @@ pub async fn freshness(args: &Args) -> anyhow::Result<()> {
     let reached = gold.last().map_or(0, |g| g.1).min(total);
 
     let produced = produced.lock().unwrap().clone();
-    let mut lags = latencies(&produced, &gold, reached, 2_000);
+    let lags = latencies(&produced, &gold, reached, 2_000);
     anyhow::ensure!(!lags.is_empty(), "no play reached gold");
-    lags.sort_by(f64::total_cmp);
-    let q = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
+    let all = Quantiles::of(lags.iter().map(|l| l.1));
+    // After the first minute: the pipeline's first run creates every table from empty,
+    // and what it pays for that once is not the steady state.
+    let steady = Quantiles::of(lags.iter().filter(|l| l.0 >= 60.0).map(|l| l.1));
     let (runs, mean): (i64, f64) = sqlx::query_as(
         "SELECT count(*), coalesce(avg(extract(epoch FROM ended_at - started_at)), 0)::float8
          FROM setlist.dag_runs WHERE dag_id = 'spotify_pipeline' AND state = 'success'",
@@ -140,22 +142,48 @@ pub async fn freshness(args: &Args) -> anyhow::Result<()> {
         } else {
             String::new()
         },
-        q(0.5),
-        q(0.95),
-        q(1.0)
+        all.at(0.5),
+        all.at(0.95),
+        all.at(1.0)
     );
+    if !steady.0.is_empty() {
+        println!(
+            "| the same, events produced after the first minute | {:.1} s / {:.1} s ({:.1} s) | p95 < 15 s |",
+            steady.at(0.5),
+            steady.at(0.95),
+            steady.at(1.0)
+        );
+    }
     println!("| spotify_pipeline runs in that time, mean duration | {runs}, {mean:.1} s | |");
     std::fs::remove_dir_all(&work).ok();
     Ok(())
 }
 
-/// For `samples` event numbers k spread over 1..=total: when gold first counted k,
-/// minus when the k-th event was produced.
-fn latencies(produced: &Timeline, gold: &Timeline, total: u64, samples: u64) -> Vec<f64> {
+/// For `samples` event numbers k spread over 1..=total: when the k-th event was
+/// produced, and when gold first counted k minus that.
+fn latencies(produced: &Timeline, gold: &Timeline, total: u64, samples: u64) -> Vec<(f64, f64)> {
     (1..=samples)
         .map(|i| (i * total / samples).max(1))
-        .filter_map(|k| Some(first_reaching(gold, k, false)? - first_reaching(produced, k, true)?))
+        .filter_map(|k| {
+            let made = first_reaching(produced, k, true)?;
+            Some((made, first_reaching(gold, k, false)? - made))
+        })
         .collect()
+}
+
+/// Sorted samples, read at a quantile.
+struct Quantiles(Vec<f64>);
+
+impl Quantiles {
+    fn of(samples: impl Iterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = samples.collect();
+        v.sort_by(f64::total_cmp);
+        Self(v)
+    }
+
+    fn at(&self, p: f64) -> f64 {
+        self.0[((self.0.len() - 1) as f64 * p).round() as usize]
+    }
 }
 
 /// The time a timeline first reaches `k`: the first sample that does, or (for a
@@ -198,7 +226,10 @@ mod tests {
         let lags = latencies(&produced, &gold, 1000, 10);
         assert_eq!(lags.len(), 10);
         // The 500th event: produced at 5 s, counted when gold jumped, at 15 s.
-        assert!((lags[4] - 10.0).abs() < 1e-9);
-        assert!((lags[9] - 5.0).abs() < 1e-9);
+        assert!((lags[4].0 - 5.0).abs() < 1e-9);
+        assert!((lags[4].1 - 10.0).abs() < 1e-9);
+        assert!((lags[9].1 - 5.0).abs() < 1e-9);
+        let q = Quantiles::of([3.0, 1.0, 2.0].into_iter());
+        assert_eq!((q.at(0.0), q.at(0.5), q.at(1.0)), (1.0, 2.0, 3.0));
     }
 }

@@ -60,7 +60,7 @@ enum Command {
     Simulate(streaming::SimulateArgs),
     /// Lands play events from Kafka in object storage as Parquet, exactly once.
     Land(streaming::LandArgs),
-    /// Serves the REST API (and, soon, the web UI) until interrupted.
+    /// Serves the web UI and the REST API until interrupted.
     Web(web::WebArgs),
 }
 
