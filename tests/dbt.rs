@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::Utc;
 use common::TestDb;
 use orchestrator::{LogSink, Task, TaskContext};
 use tokio::sync::mpsc;
@@ -37,20 +35,7 @@ async fn show(
     }))
     .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let ctx = TaskContext {
-        dag_id: "adhoc".into(),
-        run_id: 0,
-        task_id: "show".into(),
-        logical_date: Utc::now(),
-        data_interval_start: Utc::now(),
-        data_interval_end: Utc::now(),
-        try_number: 1,
-        params: serde_json::json!({}),
-        conf: serde_json::json!({}),
-        upstream_outputs: BTreeMap::new(),
-        log: LogSink::new(tx),
-        cancel,
-    };
+    let ctx = TaskContext::adhoc("adhoc", "show", LogSink::new(tx), cancel);
     let result = task.run(&ctx).await;
     drop(ctx);
     let mut lines = Vec::new();

@@ -385,20 +385,12 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
             "warm": warm,
         }))
         .unwrap();
-        let ctx = orchestrator::TaskContext {
-            dag_id: "adhoc".into(),
-            run_id: 0,
-            task_id: "dbt_test".into(),
-            logical_date: Utc::now(),
-            data_interval_start: Utc::now(),
-            data_interval_end: Utc::now(),
-            try_number: 1,
-            params: serde_json::json!({}),
-            conf: serde_json::json!({}),
-            upstream_outputs: BTreeMap::new(),
-            log: orchestrator::LogSink::discard(),
-            cancel: CancellationToken::new(),
-        };
+        let ctx = orchestrator::TaskContext::adhoc(
+            "adhoc",
+            "dbt_test",
+            orchestrator::LogSink::discard(),
+            CancellationToken::new(),
+        );
         let err = orchestrator::Task::run(&task, &ctx)
             .await
             .unwrap_err()

@@ -111,21 +111,12 @@ pub async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<(f64, serde
         "env": { "SETLIST_WAREHOUSE_DB": database },
         "dbt": dbt,
     }))?;
-    let now = chrono::Utc::now();
-    let ctx = orchestrator::TaskContext {
-        dag_id: "bench".into(),
-        run_id: 0,
-        task_id: command.join("_"),
-        logical_date: now,
-        data_interval_start: now,
-        data_interval_end: now,
-        try_number: 1,
-        params: serde_json::json!({}),
-        conf: serde_json::json!({}),
-        upstream_outputs: Default::default(),
-        log: orchestrator::LogSink::discard(),
-        cancel: tokio_util::sync::CancellationToken::new(),
-    };
+    let ctx = orchestrator::TaskContext::adhoc(
+        "bench",
+        &command.join("_"),
+        orchestrator::LogSink::discard(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let started = Instant::now();
     let output = orchestrator::Task::run(&task, &ctx)
         .await

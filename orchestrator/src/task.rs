@@ -44,6 +44,29 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
 }
 
+impl TaskContext {
+    /// A context for running a task outside any DAG run (a one-off, a benchmark, a
+    /// test): run 0, try 1, now as its logical date and data interval, and no params,
+    /// conf or upstream outputs.
+    pub fn adhoc(dag_id: &str, task_id: &str, log: LogSink, cancel: CancellationToken) -> Self {
+        let now = Utc::now();
+        Self {
+            dag_id: dag_id.into(),
+            run_id: 0,
+            task_id: task_id.into(),
+            logical_date: now,
+            data_interval_start: now,
+            data_interval_end: now,
+            try_number: 1,
+            params: Value::Object(Default::default()),
+            conf: Value::Object(Default::default()),
+            upstream_outputs: BTreeMap::new(),
+            log,
+            cancel,
+        }
+    }
+}
+
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {

@@ -8,14 +8,5 @@
     ],
 ) }}
 
--- The first play of each session: sessions per day and tier, batch by batch. As
--- int_plays__first_of_track_day.
-select
-    session_id,
-    min(event_id) as event_id,
-    max(loaded_at) as loaded_through
-from {{ ref('stg_bronze__plays') }}
-{% if is_incremental() %}
-where loaded_at > {{ plays_in_gold_through() }}
-{% endif %}
-group by session_id
+-- The first play of each session: sessions per day and tier, batch by batch.
+{{ first_plays(['session_id']) }}
