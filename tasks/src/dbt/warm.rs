@@ -2,8 +2,9 @@
 //! before it runs anything, and the pipeline runs dbt twice a minute; so dbt commands
 //! run in long-lived Python processes (`warm.py`, dbt's programmatic `dbtRunner`),
 //! one command at a time each, kept idle between runs and reused by any task with the
-//! same Python, project, profiles and environment. A process that was cancelled
-//! mid-command, died, ran many commands or sat idle long is not reused.
+//! same Python and environment (project, profiles and target come with each command).
+//! A process that was cancelled mid-command, died, ran many commands or sat idle long
+//! is not reused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
