@@ -12,14 +12,6 @@ use orchestrator::{LogSink, Task, TaskContext};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-fn dbt_binary() -> String {
-    common::tool(
-        "SETLIST_DBT",
-        "~/.cache/setlist/tools/dbt-1.11/bin/dbt",
-        "scripts/dbt.sh",
-    )
-}
-
 /// Runs `dbt show --inline SQL` as a task; returns its result and its log lines.
 async fn show(
     db_name: &str,
@@ -31,7 +23,7 @@ async fn show(
         "args": ["--inline", sql],
         "project_dir": PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dbt"),
         "env": { "SETLIST_WAREHOUSE_DB": db_name },
-        "dbt": dbt_binary(),
+        "dbt": common::dbt_binary(),
     }))
     .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();

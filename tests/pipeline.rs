@@ -17,14 +17,6 @@ use tasks::land::{Land, Lander};
 use tasks::simulate::{Generator, produce};
 use tokio_util::sync::CancellationToken;
 
-fn dbt_binary() -> String {
-    common::tool(
-        "SETLIST_DBT",
-        "~/.cache/setlist/tools/dbt-1.11/bin/dbt",
-        "scripts/dbt.sh",
-    )
-}
-
 #[tokio::test]
 async fn fifty_thousand_plays_reach_gold_exactly_and_poison_rows_are_quarantined() {
     pipeline(lake_dir(), Vec::new()).await;
@@ -209,7 +201,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
             .env("DATABASE_URL", &db.url)
             .env("SETLIST_STORE_URL", &dir)
             .env("SETLIST_TOPIC", &topic)
-            .env("SETLIST_DBT", dbt_binary())
+            .env("SETLIST_DBT", common::dbt_binary())
             .env("SETLIST_DBT_PROJECT", root.join("dbt"))
             .env("SETLIST_WAREHOUSE_DB", &db_name)
             .env("SETLIST_LOG", "warn")
@@ -381,7 +373,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
             "select": "ms_played_within_track",
             "project_dir": root.join("dbt"),
             "env": { "SETLIST_WAREHOUSE_DB": db_name },
-            "dbt": dbt_binary(),
+            "dbt": common::dbt_binary(),
             "warm": warm,
         }))
         .unwrap();

@@ -37,12 +37,7 @@ pub async fn freshness(args: &Args) -> anyhow::Result<()> {
         root.join("dags/spotify_pipeline.toml"),
         dags.join("spotify_pipeline.toml"),
     )?;
-    let dbt = std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/setlist/tools/dbt-1.11/bin/dbt",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
+    let dbt = crate::warehouse::dbt_binary();
     let sim = Simulate {
         rate: Some(rate),
         ..simulate(&topic, total)

@@ -94,16 +94,21 @@ fn slowest_nodes(output: &serde_json::Value, n: usize) -> String {
         .join(", ")
 }
 
-/// Runs one dbt command of the project against `database` through the `dbt` task
-/// kind, as the pipeline does (in its warm dbt process after the first command);
-/// returns its wall-clock seconds and the task's output.
-pub async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<(f64, serde_json::Value)> {
-    let dbt = std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
+/// SETLIST_DBT, else the dbt that scripts/dbt.sh installs.
+pub fn dbt_binary() -> String {
+    std::env::var("SETLIST_DBT").unwrap_or_else(|_| {
         format!(
             "{}/.cache/setlist/tools/dbt-1.11/bin/dbt",
             std::env::var("HOME").unwrap_or_default()
         )
-    });
+    })
+}
+
+/// Runs one dbt command of the project against `database` through the `dbt` task
+/// kind, as the pipeline does (in its warm dbt process after the first command);
+/// returns its wall-clock seconds and the task's output.
+pub async fn dbt(database: &str, command: &[&str]) -> anyhow::Result<(f64, serde_json::Value)> {
+    let dbt = dbt_binary();
     let task: tasks::dbt::Dbt = serde_json::from_value(serde_json::json!({
         "command": command[0],
         "args": &command[1..],

@@ -124,6 +124,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The dbt that scripts/dbt.sh installs (or SETLIST_DBT).
+pub fn dbt_binary() -> String {
+    tool(
+        "SETLIST_DBT",
+        "~/.cache/setlist/tools/dbt-1.11/bin/dbt",
+        "scripts/dbt.sh",
+    )
+}
+
 /// The path of a tool that a script in scripts/ installs: `var` when set, else
 /// `default` (`~/` being the home folder). A missing tool fails the test and names the
 /// command that installs it.

@@ -10,10 +10,11 @@
 -- distinct listeners and sessions by adding flags, one batch at a time. Which play
 -- is the first of a key the int_plays__first_of_* tables decide (and keep): the
 -- keys they added since this table's last batch are this batch's firsts.
+{% set mark = high_water_mark('loaded_at') if is_incremental() else none %}
 with plays as (
     select * from {{ ref('stg_bronze__plays') }}
     {% if is_incremental() %}
-    where loaded_at > {{ high_water_mark('loaded_at') }}
+    where loaded_at > {{ mark }}
     {% endif %}
 ),
 
@@ -21,7 +22,7 @@ with plays as (
 new_firsts_of_{{ key }} as (
     select event_id from {{ ref('int_plays__first_of_' ~ key) }}
     {% if is_incremental() %}
-    where loaded_through > {{ high_water_mark('loaded_at') }}
+    where loaded_through > {{ mark }}
     {% endif %}
 ){{ ',' if not loop.last }}
 {% endfor %}

@@ -11,10 +11,11 @@
 -- 'duplicate event_id' for any valid copy of an event after the first, and null
 -- when it is valid. Incremental by loaded_at: the loader commits one object at a
 -- time, in loaded_at order, so the rows past the high-water mark are the new ones.
+{% set mark = high_water_mark('loaded_at') if is_incremental() else none %}
 with batch as (
     select * from {{ ref('int_bronze__plays_checked') }}
     {% if is_incremental() %}
-    where loaded_at > {{ high_water_mark('loaded_at') }}
+    where loaded_at > {{ mark }}
     {% endif %}
 ),
 
@@ -25,7 +26,7 @@ valid {{ materialized_cte() }} (
     from {{ ref('int_bronze__plays_checked') }}
     where rejection_reason is null
     {% if is_incremental() %}
-        and loaded_at > {{ high_water_mark('loaded_at') }}
+        and loaded_at > {{ mark }}
     {% endif %}
 ),
 
