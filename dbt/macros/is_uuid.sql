@@ -7,6 +7,12 @@
     regexp_like({{ column }}, '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 {%- endmacro %}
 
+{# PostgreSQL's regular expressions are slow with counted repetitions: the pattern
+   above cost 7 s on a million rows, 90% of silver's validation. The same test in
+   cheap parts (1.2 s): 36 characters with dashes at the four places, nothing but
+   lower-case hex digits and dashes, and no other dash. #}
 {% macro postgres__is_uuid(column) -%}
-    ({{ column }} ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+    ({{ column }} like '________-____-____-____-____________'
+        and {{ column }} ~ '^[0-9a-f-]+$'
+        and length(replace({{ column }}, '-', '')) = 32)
 {%- endmacro %}
