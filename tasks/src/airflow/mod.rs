@@ -464,11 +464,11 @@ impl AirflowDag {
         )
     }
 
-    /// Marks the run failed in Airflow, so it stops when Setlist stops waiting for it.
-    /// Within 3 s: the worker gives a stopped task 5 s before it moves on.
-    async fn stop(&self, api: &Api, ctx: &TaskContext, run_id: &str, why: &str) {
+    /// Marks the run failed in Airflow, so it stops when Setlist stops waiting for it,
+    /// waiting at most `within` for Airflow's answer.
+    async fn stop(&self, api: &Api, ctx: &TaskContext, run_id: &str, why: &str, within: Duration) {
         let stopped = tokio::time::timeout(
-            Duration::from_secs(3),
+            within,
             api.call(
                 Method::PATCH,
                 &["dags", &self.dag_id, "dagRuns", run_id],
@@ -510,7 +510,9 @@ impl Task for AirflowDag {
         let followed = tokio::select! {
             r = tokio::time::timeout(self.timeout, self.follow(&api, ctx, &run_id)) => r,
             _ = ctx.cancel.cancelled() => {
-                self.stop(&api, ctx, &run_id, "the Setlist task was stopped").await;
+                // Within 3 s: the worker gives a stopped task 5 s before it moves on.
+                let within = Duration::from_secs(3);
+                self.stop(&api, ctx, &run_id, "the Setlist task was stopped", within).await;
                 bail!("stopped while Airflow run {run_id} was running; see {page}");
             }
         };
@@ -521,7 +523,9 @@ impl Task for AirflowDag {
                     "it did not end within {}",
                     humantime::format_duration(self.timeout)
                 );
-                self.stop(&api, ctx, &run_id, &why).await;
+                // Nothing hurries a task that timed out; a busy Airflow may take a while.
+                self.stop(&api, ctx, &run_id, &why, Duration::from_secs(30))
+                    .await;
                 bail!("Airflow run {run_id} of {}: {why}; see {page}", self.dag_id);
             }
         };
