@@ -8,7 +8,7 @@
 {%- endmacro %}
 
 {# PostgreSQL's regular expressions are slow with counted repetitions: the pattern
-   above cost 7 s on a million rows, 90% of silver's validation. The same test in
+   above cost 7 s on a million rows, most of silver's validation. The same test in
    cheap parts (1.2 s): 36 characters with dashes at the four places, nothing but
    lower-case hex digits and dashes, and no other dash. #}
 {% macro postgres__is_uuid(column) -%}
