@@ -12,7 +12,7 @@
 {% macro plays_in_gold_through() -%}
     {%- set fct = adapter.get_relation(database=this.database, schema='gold', identifier='fct_plays') if execute else none -%}
     {%- if fct is none -%}
-        {{ timestamp_literal('1900-01-01T00:00:00+00:00') }}
+        {{ timestamp_literal(before_any_data()) }}
     {%- else -%}
         {{ newest('loaded_at', fct) }}
     {%- endif -%}
@@ -27,10 +27,15 @@
     {%- if execute and model.resource_type != 'unit_test' -%}
         {%- set found = run_query('select max(' ~ column ~ ') from ' ~ relation) -%}
         {%- set value = found.columns[0].values()[0] if found is not none else none -%}
-        {{ timestamp_literal(value.isoformat() if value is not none else '1900-01-01T00:00:00+00:00') }}
+        {{ timestamp_literal(value.isoformat() if value is not none else before_any_data()) }}
     {%- else -%}
-        (select coalesce(max({{ column }}), {{ timestamp_literal('1900-01-01T00:00:00+00:00') }}) from {{ relation }})
+        (select coalesce(max({{ column }}), {{ timestamp_literal(before_any_data()) }}) from {{ relation }})
     {%- endif -%}
+{%- endmacro %}
+
+{# The mark of a table that holds nothing yet: an instant before any play. #}
+{% macro before_any_data() -%}
+    {{ return('1900-01-01T00:00:00+00:00') }}
 {%- endmacro %}
 
 {# An ISO 8601 instant with its offset as a timestamp-with-time-zone literal. #}
