@@ -106,9 +106,15 @@ impl Task for Dbt {
             .or_else(|| std::env::var("SETLIST_DBT_PROJECT").ok().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("dbt"));
         let profiles = self.profiles_dir.clone().unwrap_or_else(|| project.clone());
+        // Its own folder per command: run ids are per state store and every one-off run
+        // is run 0, so two commands can share a run, task and try, and each removes its
+        // folder when it ends.
         let target_path = std::env::temp_dir().join(format!(
-            "setlist-dbt-{}-{}-{}",
-            ctx.run_id, ctx.task_id, ctx.try_number
+            "setlist-dbt-{}-{}-{}-{}",
+            ctx.run_id,
+            ctx.task_id,
+            ctx.try_number,
+            uuid::Uuid::new_v4().simple()
         ));
         let parse_cache = ParseCache::for_project(&project);
         parse_cache.restore_into(&target_path);
