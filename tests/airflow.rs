@@ -514,7 +514,7 @@ async fn airflow_dag_tasks_run_airflow_dags_and_fail_with_them_and_the_adapter_r
         .await;
     assert_eq!(tis["task_instances"][0]["state"], "success", "{tis}");
     let ok_run: (i64, String, Value) = sqlx::query_as(
-        "SELECT id, state, conf FROM setlist.dag_runs WHERE dag_id = 'ok' ORDER BY id DESC LIMIT 1",
+        "SELECT id, state::text, conf FROM setlist.dag_runs WHERE dag_id = 'ok' ORDER BY id DESC LIMIT 1",
     )
     .fetch_one(&db.pool)
     .await

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestDb, dag, drain, run_state, states, trigger, worker};
+use orchestrator::TaskState;
 use orchestrator::store::transitions;
 use orchestrator::store::transitions::Finished;
 use orchestrator::worker::Executed;
@@ -70,7 +71,7 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
     let run = trigger(&db, &d).await;
     let w = worker(&db).await;
     let first = w.try_execute_one().await.unwrap().unwrap();
-    assert_eq!(first.result, Finished::State("up_for_retry".into()));
+    assert_eq!(first.result, Finished::State(TaskState::UpForRetry));
     // Not due yet: the worker finds nothing to do.
     assert!(w.try_execute_one().await.unwrap().is_none());
     // The retry times are scheduled 1 s, then 2 s after each failure.
@@ -91,7 +92,7 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
     let second = w.try_execute_one().await.unwrap().unwrap();
     assert_eq!(
         (second.try_number, second.result),
-        (2, Finished::State("up_for_retry".into()))
+        (2, Finished::State(TaskState::UpForRetry))
     );
     let gap: f64 = sqlx::query_scalar(
         "SELECT extract(epoch FROM t.retry_at - a.ended_at)::float8 FROM setlist.task_instances t
@@ -109,7 +110,7 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
     let third = w.try_execute_one().await.unwrap().unwrap();
     assert_eq!(
         (third.try_number, third.result),
-        (3, Finished::State("failed".into()))
+        (3, Finished::State(TaskState::Failed))
     );
     assert_eq!(run_state(&db.pool, run).await, "failed");
     let errors: Vec<String> = sqlx::query_scalar(
@@ -126,8 +127,9 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
 #[tokio::test]
 async fn a_timeout_stops_the_task_and_its_processes() {
     let db = TestDb::new().await;
-    let marker =
+    let pid_file =
         std::env::temp_dir().join(format!("setlist-timeout-{}", uuid::Uuid::new_v4().simple()));
+    // The command starts a child that would outlive it and says the child's pid.
     let d = dag(&format!(
         r#"
         [dag]
@@ -136,28 +138,175 @@ async fn a_timeout_stops_the_task_and_its_processes() {
         id = "slow"
         kind = "shell"
         timeout = "1s"
-        params = {{ command = "sleep 3; touch {}" }}
+        params = {{ command = "sleep 600 & echo $! > {}; wait" }}
         "#,
-        marker.display()
+        pid_file.display()
     ));
     let run = trigger(&db, &d).await;
     let w = worker(&db).await;
     let done = w.try_execute_one().await.unwrap().unwrap();
-    assert_eq!(done.result, Finished::State("failed".into()));
-    let error: String = sqlx::query_scalar(
-        "SELECT a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1",
+    assert_eq!(done.result, Finished::State(TaskState::Failed));
+    let (error, attempt_reason, task_reason): (String, String, String) = sqlx::query_as(
+        "SELECT a.error, a.failure_reason::text, t.failure_reason::text
+         FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1",
     )
     .bind(run)
     .fetch_one(&db.pool)
     .await
     .unwrap();
     assert_eq!(error, "timed out after 1s");
-    // The killed process group never reaches its `touch`.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        !marker.exists(),
-        "the command kept running after its timeout"
+    assert_eq!(
+        (attempt_reason.as_str(), task_reason.as_str()),
+        ("timeout", "timeout")
     );
+    // The event that shows the kill: the child process is gone (or a zombie no one
+    // has reaped yet), within a deadline.
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the command wrote its child's pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::remove_file(&pid_file);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        if !alive {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command's child {pid} kept running after its timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the notification that run `run` ended.
+async fn wait_for_end(ends: &mut sqlx::postgres::PgListener, run: i64) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let n = ends.recv().await.unwrap();
+            if n.payload() == run.to_string() {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("run {run} did not end within 30 s"));
+}
+
+/// A kind that panics, to prove a panic fails its attempt and nothing else.
+#[derive(Debug, serde::Deserialize)]
+struct Panics {}
+
+#[async_trait::async_trait]
+impl orchestrator::Task for Panics {
+    async fn run(&self, _ctx: &orchestrator::TaskContext) -> anyhow::Result<serde_json::Value> {
+        panic!("the tape snapped")
+    }
+}
+
+impl orchestrator::TaskConfig for Panics {}
+
+#[tokio::test]
+async fn a_task_that_panics_fails_its_attempt_and_the_worker_goes_on() {
+    use std::sync::Arc;
+
+    use orchestrator::worker::{Worker, WorkerConfig};
+    let db = TestDb::new().await;
+    let mut kinds = tasks::registry();
+    kinds.register::<Panics>("panics");
+    let kinds = Arc::new(kinds);
+    let parse = |toml: &str| {
+        orchestrator::dag::parse_dag(std::path::Path::new("panics.toml"), toml, &kinds)
+            .expect("the test DAG is valid")
+    };
+    let panicking = parse(
+        r#"
+        [dag]
+        id = "panicking"
+        [[task]]
+        id = "snap"
+        kind = "panics"
+        retries = 1
+        retry_delay = "0s"
+        [[task]]
+        id = "after"
+        kind = "noop"
+        depends_on = ["snap"]
+        "#,
+    );
+    let healthy = parse(
+        r#"
+        [dag]
+        id = "healthy"
+        [[task]]
+        id = "fine"
+        kind = "noop"
+        "#,
+    );
+    // Ends of runs come as notifications on the scheduler's channel.
+    let mut ends = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .unwrap();
+    ends.listen(orchestrator::store::SCHEDULER_CHANNEL)
+        .await
+        .unwrap();
+    let worker = Arc::new(
+        Worker::register(db.pool.clone(), kinds.clone(), WorkerConfig::default())
+            .await
+            .unwrap(),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.clone().run(shutdown.clone()));
+    let first = trigger(&db, &panicking).await;
+    wait_for_end(&mut ends, first).await;
+    assert_eq!(run_state(&db.pool, first).await, "failed");
+    let attempts: Vec<(i32, String, String)> = sqlx::query_as(
+        "SELECT a.try_number, a.failure_reason::text, a.error FROM setlist.attempts a
+         JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1 ORDER BY a.try_number",
+    )
+    .bind(first)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let panicked = (
+        "error".to_string(),
+        "panicked: the tape snapped".to_string(),
+    );
+    assert_eq!(
+        attempts,
+        vec![
+            (1, panicked.0.clone(), panicked.1.clone()),
+            (2, panicked.0.clone(), panicked.1.clone())
+        ],
+        "a panic is an error like any other, retried while tries remain"
+    );
+    let log: Vec<String> = sqlx::query_scalar(
+        "SELECT l.line FROM setlist.attempt_logs l JOIN setlist.attempts a ON a.id = l.attempt_id
+         JOIN setlist.task_instances t ON t.id = a.ti_id
+         WHERE t.run_id = $1 AND a.try_number = 1 ORDER BY l.seq",
+    )
+    .bind(first)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l == "The task panicked: the tape snapped"),
+        "the panic's message is in the attempt's log: {log:?}"
+    );
+    assert_eq!(states(&db.pool, first).await["after"], "upstream_failed");
+    // The same worker, still running, takes the next run.
+    let second = trigger(&db, &healthy).await;
+    wait_for_end(&mut ends, second).await;
+    assert_eq!(run_state(&db.pool, second).await, "success");
+    assert!(!running.is_finished(), "the worker kept running");
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
 }
 
 const RULES: &str = r#"
@@ -319,7 +468,7 @@ async fn cancelling_a_running_task_fails_it_without_a_retry() {
     });
     let done = w.execute(claimed, token).await.unwrap();
     canceller.await.unwrap();
-    assert_eq!(done.result, Finished::State("failed".into()));
+    assert_eq!(done.result, Finished::State(TaskState::Failed));
     assert_eq!(run_state(&db.pool, run).await, "failed");
     let err = transitions::request_cancel(&db.pool, run, "long")
         .await
@@ -341,7 +490,7 @@ async fn a_worker_without_the_kind_fails_the_task_for_good() {
         .await
         .unwrap();
     let done = worker(&db).await.try_execute_one().await.unwrap().unwrap();
-    assert_eq!(done.result, Finished::State("failed".into()));
+    assert_eq!(done.result, Finished::State(TaskState::Failed));
 }
 
 #[tokio::test]

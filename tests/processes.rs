@@ -166,7 +166,7 @@ async fn a_worker_killed_mid_task_is_reaped_and_the_retry_completes_the_run() {
     )
     .await;
     let attempts: Vec<(i32, String, Option<String>)> = sqlx::query_as(
-        "SELECT a.try_number, a.state, a.error FROM setlist.attempts a
+        "SELECT a.try_number, a.state::text, a.error FROM setlist.attempts a
          JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.task_id = 'work' ORDER BY a.try_number",
     )
     .fetch_all(&db.pool)

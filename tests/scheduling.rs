@@ -26,7 +26,7 @@ async fn scheduler_with(db: &TestDb, files: &[(&str, &str)]) -> Scheduler {
 
 async fn intervals(db: &TestDb, dag_id: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>, String)> {
     sqlx::query_as(
-        "SELECT data_interval_start, data_interval_end, run_type FROM setlist.dag_runs
+        "SELECT data_interval_start, data_interval_end, run_type::text FROM setlist.dag_runs
          WHERE dag_id = $1 ORDER BY logical_date",
     )
     .bind(dag_id)
@@ -192,7 +192,7 @@ async fn max_active_runs_holds_and_the_next_runs_start_as_others_end() {
     assert_eq!(s.tick(utc(2026, 1, 1, 5, 0)).await.unwrap().runs_started, 1);
     drain(&w).await;
     let states: Vec<String> =
-        sqlx::query_scalar("SELECT state FROM setlist.dag_runs ORDER BY logical_date")
+        sqlx::query_scalar("SELECT state::text FROM setlist.dag_runs ORDER BY logical_date")
             .fetch_all(&db.pool)
             .await
             .unwrap();
@@ -311,7 +311,7 @@ async fn new_data_starts_one_run_at_a_time_of_the_dags_triggered_by_it() {
     // The queued run saw the last event: nothing is left to trigger.
     assert_eq!(s.tick(now).await.unwrap().runs_created, 0);
     let types: Vec<(String, String)> =
-        sqlx::query_as("SELECT run_type, state FROM setlist.dag_runs ORDER BY id")
+        sqlx::query_as("SELECT run_type::text, state::text FROM setlist.dag_runs ORDER BY id")
             .fetch_all(&db.pool)
             .await
             .unwrap();

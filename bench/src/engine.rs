@@ -75,7 +75,7 @@ async fn run_once(pool: &PgPool, dag: &orchestrator::Dag) -> anyhow::Result<(i64
     runs::start_queued(pool).await?;
     loop {
         let (state, secs): (String, Option<f64>) = sqlx::query_as(
-            "SELECT state, extract(epoch FROM ended_at - started_at)::float8 FROM setlist.dag_runs WHERE id = $1",
+            "SELECT state::text, extract(epoch FROM ended_at - started_at)::float8 FROM setlist.dag_runs WHERE id = $1",
         )
         .bind(id)
         .fetch_one(pool)

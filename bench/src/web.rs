@@ -127,16 +127,16 @@ pub async fn grid(args: &Args) -> anyhow::Result<()> {
     }
     sqlx::query(
         "UPDATE setlist.task_instances SET try_number = 1,
-             state = CASE WHEN (id % 97) = 0 THEN 'failed' ELSE 'success' END,
+             state = (CASE WHEN (id % 97) = 0 THEN 'failed' ELSE 'success' END)::setlist.task_state,
              started_at = now() - interval '1 hour', ended_at = now() - interval '59 minutes'",
     )
     .execute(&pool)
     .await?;
     sqlx::query(
         "UPDATE setlist.dag_runs r SET started_at = now() - interval '1 hour', ended_at = now(),
-             state = CASE WHEN EXISTS (SELECT 1 FROM setlist.task_instances t
+             state = (CASE WHEN EXISTS (SELECT 1 FROM setlist.task_instances t
                                        WHERE t.run_id = r.id AND t.state = 'failed')
-                          THEN 'failed' ELSE 'success' END",
+                          THEN 'failed' ELSE 'success' END)::setlist.run_state",
     )
     .execute(&pool)
     .await?;

@@ -69,7 +69,7 @@ pub async fn wait_for_run(pool: &PgPool, dag_id: &str, limit: std::time::Duratio
     let deadline = std::time::Instant::now() + limit;
     loop {
         let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM setlist.dag_runs WHERE dag_id = $1 ORDER BY id DESC LIMIT 1",
+            "SELECT state::text FROM setlist.dag_runs WHERE dag_id = $1 ORDER BY id DESC LIMIT 1",
         )
         .bind(dag_id)
         .fetch_optional(pool)
@@ -198,7 +198,7 @@ pub async fn drain(worker: &Worker) -> Vec<Executed> {
 /// `task_id -> state` for a run.
 pub async fn states(pool: &PgPool, run_id: i64) -> std::collections::BTreeMap<String, String> {
     sqlx::query_as::<_, (String, String)>(
-        "SELECT task_id, state FROM setlist.task_instances WHERE run_id = $1",
+        "SELECT task_id, state::text FROM setlist.task_instances WHERE run_id = $1",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -209,7 +209,7 @@ pub async fn states(pool: &PgPool, run_id: i64) -> std::collections::BTreeMap<St
 }
 
 pub async fn run_state(pool: &PgPool, run_id: i64) -> String {
-    sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1")
+    sqlx::query_scalar("SELECT state::text FROM setlist.dag_runs WHERE id = $1")
         .bind(run_id)
         .fetch_one(pool)
         .await

@@ -29,7 +29,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         tasks.clone(),
     );
     let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM setlist.task_instances GROUP BY state")
+        sqlx::query_as("SELECT state::text, count(*) FROM setlist.task_instances GROUP BY state")
             .fetch_all(pool)
             .await?;
     for (s, n) in rows {
@@ -39,7 +39,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let runs = Family::<Labels, Gauge>::default();
     registry.register("dag_runs", "DAG runs by DAG and state", runs.clone());
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT dag_id, state, count(*) FROM setlist.dag_runs GROUP BY dag_id, state",
+        "SELECT dag_id, state::text, count(*) FROM setlist.dag_runs GROUP BY dag_id, state",
     )
     .fetch_all(pool)
     .await?;
@@ -60,23 +60,35 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "Time spent in finished task attempts, by kind and outcome",
         seconds.clone(),
     );
-    let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
-        "SELECT t.kind, a.state, count(*), coalesce(sum(extract(epoch FROM a.ended_at - a.started_at)), 0)::float8
+    let failures = Family::<Labels, Counter>::default();
+    registry.register(
+        "task_failures",
+        "Failed task attempts by kind and reason (error, timeout, cancelled, worker_lost, invalid)",
+        failures.clone(),
+    );
+    let rows: Vec<(String, String, Option<String>, i64, f64)> = sqlx::query_as(
+        "SELECT t.kind, a.state::text, a.failure_reason::text, count(*),
+                coalesce(sum(extract(epoch FROM a.ended_at - a.started_at)), 0)::float8
          FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id
-         WHERE a.state <> 'running' GROUP BY t.kind, a.state",
+         WHERE a.state <> 'running' GROUP BY t.kind, a.state, a.failure_reason",
     )
     .fetch_all(pool)
     .await?;
-    for (kind, outcome, n, secs) in rows {
-        let labels = vec![("kind", kind), ("outcome", outcome)];
+    for (kind, outcome, reason, n, secs) in rows {
+        let labels = vec![("kind", kind.clone()), ("outcome", outcome)];
         attempts.get_or_create(&labels).inc_by(n as u64);
         seconds.get_or_create(&labels).inc_by(secs);
+        if let Some(reason) = reason {
+            failures
+                .get_or_create(&vec![("kind", kind), ("reason", reason)])
+                .inc_by(n as u64);
+        }
     }
 
     let workers = Family::<Labels, Gauge>::default();
     registry.register("workers", "Workers by state", workers.clone());
     let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM setlist.workers GROUP BY state")
+        sqlx::query_as("SELECT state::text, count(*) FROM setlist.workers GROUP BY state")
             .fetch_all(pool)
             .await?;
     for (s, n) in rows {

@@ -4,7 +4,7 @@ UPDATE setlist.dag_runs r
 SET state = CASE WHEN EXISTS (
                 SELECT 1 FROM setlist.task_instances
                 WHERE run_id = $1 AND is_leaf AND state NOT IN ('success', 'skipped'))
-            THEN 'failed' ELSE 'success' END,
+            THEN 'failed' ELSE 'success' END::setlist.run_state,
     ended_at = clock_timestamp()
 WHERE r.id = $1 AND r.state = 'running'
   AND NOT EXISTS (

@@ -40,6 +40,3 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     MIGRATOR.run(pool).await?;
     Ok(())
 }
-
-/// States a task instance never leaves without a manual clear.
-pub const TERMINAL_STATES: [&str; 4] = ["success", "failed", "upstream_failed", "skipped"];

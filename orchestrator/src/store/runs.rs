@@ -8,9 +8,12 @@ use super::{SCHEDULER_CHANNEL, WORK_CHANNEL, transitions};
 use crate::dag::Dag;
 use crate::error::{Error, Result};
 use crate::schedule::Interval;
+use crate::state::{FailureReason, RunState, TaskState};
 
 /// How a run came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[sqlx(type_name = "setlist.run_type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RunType {
     Scheduled,
     Manual,
@@ -19,7 +22,14 @@ pub enum RunType {
     Triggered,
 }
 
+impl std::fmt::Display for RunType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl RunType {
+    /// The name the database and the API use.
     pub fn as_str(self) -> &'static str {
         match self {
             RunType::Scheduled => "scheduled",
@@ -38,8 +48,8 @@ pub struct RunRow {
     pub logical_date: DateTime<Utc>,
     pub data_interval_start: DateTime<Utc>,
     pub data_interval_end: DateTime<Utc>,
-    pub run_type: String,
-    pub state: String,
+    pub run_type: RunType,
+    pub state: RunState,
     pub conf: Value,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -52,7 +62,9 @@ pub struct TaskInstanceRow {
     pub id: i64,
     pub task_id: String,
     pub kind: String,
-    pub state: String,
+    pub state: TaskState,
+    /// Why it failed, when it did.
+    pub failure_reason: Option<FailureReason>,
     pub try_number: i32,
     pub max_tries: i32,
     pub queued_at: Option<DateTime<Utc>>,
@@ -83,7 +95,7 @@ pub async fn create(
     .bind(logical_date)
     .bind(interval.start)
     .bind(interval.end)
-    .bind(run_type.as_str())
+    .bind(run_type)
     .bind(conf)
     .fetch_optional(&mut *conn)
     .await?;
@@ -329,7 +341,7 @@ pub async fn get(pool: &PgPool, run_id: i64) -> Result<(RunRow, Vec<TaskInstance
         .await?
         .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))?;
     let tasks = sqlx::query_as(
-        "SELECT id, task_id, kind, state, try_number, max_tries, queued_at, started_at, ended_at, retry_at, output
+        "SELECT id, task_id, kind, state, failure_reason, try_number, max_tries, queued_at, started_at, ended_at, retry_at, output
          FROM setlist.task_instances WHERE run_id = $1 ORDER BY id",
     )
     .bind(run_id)

@@ -1,13 +1,8 @@
-//! The task-instance state machine. Every change of a run's tasks happens in a
-//! transaction that first locks the run's row, so concurrent completions of one run
-//! are serialised and a downstream task is never missed or queued twice.
-//!
-//! ```text
-//! scheduled -> queued -> running -> success
-//!     |                     |-----> up_for_retry -> running ...
-//!     |                     '-----> failed
-//!     '-> upstream_failed | skipped            (decided by the trigger rule)
-//! ```
+//! The task-instance state machine in the store. Every change of a run's tasks
+//! happens in a transaction that first locks the run's row, so concurrent completions
+//! of one run are serialised and a downstream task is never missed or queued twice.
+//! Which moves exist is [`crate::state::TASK_TRANSITIONS`]; each one made here is
+//! checked against it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -21,6 +16,7 @@ use super::runs::notify;
 use super::{CANCEL_CHANNEL, SCHEDULER_CHANNEL, WORK_CHANNEL};
 use crate::dag::RetryPolicy;
 use crate::error::{Error, Result};
+use crate::state::{Actor, AttemptState, FailureReason, RunState, TaskState};
 use crate::trigger_rule::{Decision, TriggerRule, UpstreamCounts};
 
 #[derive(FromRow)]
@@ -36,13 +32,15 @@ struct Waiting {
 }
 
 /// The counter column a terminal state bumps on the downstream tasks.
-fn counter_column(state: &str) -> Option<&'static str> {
+fn counter_column(state: TaskState) -> Option<&'static str> {
     match state {
-        "success" => Some("up_success"),
-        "failed" => Some("up_failed"),
-        "upstream_failed" => Some("up_upstream_failed"),
-        "skipped" => Some("up_skipped"),
-        _ => None,
+        TaskState::Success => Some("up_success"),
+        TaskState::Failed => Some("up_failed"),
+        TaskState::UpstreamFailed => Some("up_upstream_failed"),
+        TaskState::Skipped => Some("up_skipped"),
+        TaskState::Scheduled | TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
+            None
+        }
     }
 }
 
@@ -51,7 +49,7 @@ async fn bump_downstream(
     conn: &mut PgConnection,
     run_id: i64,
     tasks: &[String],
-    state: &str,
+    state: TaskState,
 ) -> Result<()> {
     let Some(column) = counter_column(state) else {
         return Ok(());
@@ -74,7 +72,7 @@ pub async fn task_ended(
     conn: &mut PgConnection,
     run_id: i64,
     task_id: &str,
-    state: &str,
+    state: TaskState,
 ) -> Result<bool> {
     let tasks = vec![task_id.to_string()];
     bump_downstream(conn, run_id, &tasks, state).await?;
@@ -135,18 +133,27 @@ async fn decide(
             queued_any = true;
         }
         let mut next = Vec::new();
-        for (state, tasks) in [("upstream_failed", upstream_failed), ("skipped", skipped)] {
+        for (state, reason, tasks) in [
+            (
+                TaskState::UpstreamFailed,
+                Some(FailureReason::UpstreamFailed),
+                upstream_failed,
+            ),
+            (TaskState::Skipped, None, skipped),
+        ] {
             if tasks.is_empty() {
                 continue;
             }
             let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
             let names: Vec<String> = tasks.into_iter().map(|t| t.1).collect();
             sqlx::query(
-                "UPDATE setlist.task_instances SET state = $2, ended_at = clock_timestamp()
-                 WHERE id = ANY ($1)",
+                "UPDATE setlist.task_instances
+                 SET state = $2, failure_reason = $3, ended_at = clock_timestamp()
+                 WHERE id = ANY ($1) AND state = 'scheduled'",
             )
             .bind(&ids)
             .bind(state)
+            .bind(reason)
             .execute(&mut *conn)
             .await?;
             bump_downstream(conn, run_id, &names, state).await?;
@@ -160,8 +167,8 @@ async fn decide(
 }
 
 /// Ends the run if all its tasks are done; returns its final state.
-pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option<String>> {
-    let state: Option<String> = sqlx::query_scalar(include_str!("../queries/finalize_run.sql"))
+pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option<RunState>> {
+    let state: Option<RunState> = sqlx::query_scalar(include_str!("../queries/finalize_run.sql"))
         .bind(run_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -171,7 +178,7 @@ pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option
     Ok(state)
 }
 
-async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<String> {
+async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<RunState> {
     sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1 FOR UPDATE")
         .bind(run_id)
         .fetch_optional(&mut *conn)
@@ -182,18 +189,32 @@ async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<String> {
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// It returned this output.
     Success(Value),
-    /// Failed; retried while tries remain.
-    Failed(String),
-    /// Failed and must not be retried (cancelled by a person, unknown kind).
-    FailedFinal(String),
+    /// It failed; retried while tries remain if the reason is retryable.
+    Failed {
+        /// How it failed.
+        reason: FailureReason,
+        /// What the task or the engine said.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// A failure for `reason` saying `message`.
+    pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 /// What [`finish_attempt`] did with the task instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
     /// The new state: success, failed or up_for_retry.
-    State(String),
+    State(TaskState),
     /// The attempt no longer owned the task instance (the reaper retried it
     /// elsewhere); its result was recorded on the attempt and otherwise ignored.
     Superseded,
@@ -202,7 +223,7 @@ pub enum Finished {
 #[derive(FromRow)]
 struct Owned {
     task_id: String,
-    state: String,
+    state: TaskState,
     worker_id: Option<Uuid>,
     try_number: i32,
     max_tries: i32,
@@ -232,29 +253,36 @@ pub async fn finish_attempt(
     .bind(ti_id)
     .fetch_one(&mut *tx)
     .await?;
-    let (attempt_state, error) = match &outcome {
-        Outcome::Success(_) => ("success", None),
-        Outcome::Failed(e) | Outcome::FailedFinal(e) => ("failed", Some(e.as_str())),
+    let (attempt_state, error, reason) = match &outcome {
+        Outcome::Success(_) => (AttemptState::Success, None, None),
+        Outcome::Failed { reason, message } => {
+            (AttemptState::Failed, Some(message.as_str()), Some(*reason))
+        }
     };
     sqlx::query(
-        "UPDATE setlist.attempts SET state = $3, error = $4, ended_at = clock_timestamp()
+        "UPDATE setlist.attempts
+         SET state = $3, error = $4, failure_reason = $5, ended_at = clock_timestamp()
          WHERE ti_id = $1 AND try_number = $2 AND state = 'running'",
     )
     .bind(ti_id)
     .bind(try_number)
     .bind(attempt_state)
     .bind(error)
+    .bind(reason)
     .execute(&mut *tx)
     .await?;
-    let owns =
-        ti.state == "running" && ti.worker_id == Some(worker_id) && ti.try_number == try_number;
+    let owns = ti.state == TaskState::Running
+        && ti.worker_id == Some(worker_id)
+        && ti.try_number == try_number;
     if !owns {
         tx.commit().await?;
         return Ok(Finished::Superseded);
     }
     let (state, output, retry_in) = match outcome {
-        Outcome::Success(output) => ("success", Some(output), None),
-        Outcome::Failed(_) if !ti.cancel_requested && ti.try_number < ti.max_tries => {
+        Outcome::Success(output) => (TaskState::Success, Some(output), None),
+        Outcome::Failed { reason, .. }
+            if reason.is_retryable() && !ti.cancel_requested && ti.try_number < ti.max_tries =>
+        {
             let policy = RetryPolicy {
                 retries: 0,
                 delay: Duration::from_millis(ti.retry_delay_ms as u64),
@@ -262,13 +290,23 @@ pub async fn finish_attempt(
                 max_delay: Duration::from_millis(ti.max_retry_delay_ms as u64),
             };
             let delay = policy.delay_after(ti.try_number as u32);
-            ("up_for_retry", None, Some(delay.as_secs_f64()))
+            (TaskState::UpForRetry, None, Some(delay.as_secs_f64()))
         }
-        Outcome::Failed(_) | Outcome::FailedFinal(_) => ("failed", None, None),
+        Outcome::Failed { .. } => (TaskState::Failed, None, None),
+    };
+    ti.state
+        .check_move(state, Actor::Engine)
+        .map_err(Error::Conflict)?;
+    // The task instance carries the reason of a failure that ended it.
+    let reason = if state == TaskState::Failed {
+        reason
+    } else {
+        None
     };
     sqlx::query(
         "UPDATE setlist.task_instances
          SET state = $2, output = $3, worker_id = NULL, cancel_requested = false,
+             failure_reason = $5,
              ended_at = CASE WHEN $2 = 'up_for_retry' THEN NULL ELSE clock_timestamp() END,
              retry_at = clock_timestamp() + make_interval(secs => $4)
          WHERE id = $1",
@@ -277,9 +315,10 @@ pub async fn finish_attempt(
     .bind(state)
     .bind(output)
     .bind(retry_in)
+    .bind(reason)
     .execute(&mut *tx)
     .await?;
-    if state == "up_for_retry" {
+    if state == TaskState::UpForRetry {
         // Workers recompute when to wake for the retry.
         notify(&mut tx, WORK_CHANNEL, "").await?;
     } else {
@@ -289,19 +328,19 @@ pub async fn finish_attempt(
         finalize_run(&mut tx, run_id).await?;
     }
     tx.commit().await?;
-    Ok(Finished::State(state.to_string()))
+    Ok(Finished::State(state))
 }
 
 /// After a person changed task states (clear, mark): recounts every upstream
 /// counter and, unless the run has not started, makes it running again, decides its
 /// waiting tasks and ends it if nothing is left to do (a cleared task whose upstream
 /// failed is upstream_failed at once). The caller holds the run's lock.
-async fn reopen(conn: &mut PgConnection, run_id: i64, run_state: &str) -> Result<()> {
+async fn reopen(conn: &mut PgConnection, run_id: i64, run_state: RunState) -> Result<()> {
     sqlx::query(include_str!("../queries/recount_upstream.sql"))
         .bind(run_id)
         .execute(&mut *conn)
         .await?;
-    if run_state != "queued" {
+    if run_state != RunState::Queued {
         sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
             .bind(run_id)
             .execute(&mut *conn)
@@ -324,16 +363,13 @@ pub async fn clear(
 ) -> Result<Vec<String>> {
     let mut tx = pool.begin().await?;
     let run_state = lock_run(&mut tx, run_id).await?;
-    let rows: Vec<(String, Vec<String>, String)> = sqlx::query_as(
+    let rows: Vec<(String, Vec<String>, TaskState)> = sqlx::query_as(
         "SELECT task_id, upstream, state FROM setlist.task_instances WHERE run_id = $1",
     )
     .bind(run_id)
     .fetch_all(&mut *tx)
     .await?;
-    let states: HashMap<&str, &str> = rows
-        .iter()
-        .map(|(t, _, s)| (t.as_str(), s.as_str()))
-        .collect();
+    let states: HashMap<&str, TaskState> = rows.iter().map(|(t, _, s)| (t.as_str(), *s)).collect();
     let mut selected: BTreeSet<String> = BTreeSet::new();
     for id in task_ids {
         if !states.contains_key(id.as_str()) {
@@ -354,41 +390,51 @@ pub async fn clear(
             }
         }
     }
-    if let Some(busy) = selected.iter().find(|t| states[t.as_str()] == "running") {
-        return Err(Error::Conflict(format!(
-            "task `{busy}` of run {run_id} is running; cancel it first"
-        )));
+    for task in &selected {
+        refuse_move(run_id, task, states[task.as_str()], TaskState::Scheduled)?;
     }
     let selected: Vec<String> = selected.into_iter().collect();
     sqlx::query(
         "UPDATE setlist.task_instances
          SET state = 'scheduled', max_tries = try_number + retries + 1, retry_at = NULL,
              queued_at = NULL, started_at = NULL, ended_at = NULL, output = NULL,
-             worker_id = NULL, cancel_requested = false
+             worker_id = NULL, cancel_requested = false, failure_reason = NULL
          WHERE run_id = $1 AND task_id = ANY ($2)",
     )
     .bind(run_id)
     .bind(&selected)
     .execute(&mut *tx)
     .await?;
-    reopen(&mut tx, run_id, &run_state).await?;
+    reopen(&mut tx, run_id, run_state).await?;
     tx.commit().await?;
     Ok(selected)
+}
+
+/// Refuses a person's move of `task` from `from` to `to` that the transition table
+/// does not allow, saying what to do instead.
+fn refuse_move(run_id: i64, task: &str, from: TaskState, to: TaskState) -> Result<()> {
+    if from == TaskState::Running {
+        return Err(Error::Conflict(format!(
+            "task `{task}` of run {run_id} is running; cancel it first"
+        )));
+    }
+    from.check_move(to, Actor::Person)
+        .map_err(|e| Error::Conflict(format!("task `{task}` of run {run_id}: {e}")))
 }
 
 /// Sets a task instance's state by hand (a person marking it success or failed, as
 /// in Airflow), then decides the tasks waiting below it and ends the run if nothing
 /// is left to do; a run already ended is judged again. A running task must be
 /// cancelled first, so no worker's result is overwritten.
-pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: &str) -> Result<()> {
-    if !matches!(state, "success" | "failed") {
+pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -> Result<()> {
+    if !matches!(state, TaskState::Success | TaskState::Failed) {
         return Err(Error::Invalid(format!(
             "a task can be marked success or failed, not `{state}`"
         )));
     }
     let mut tx = pool.begin().await?;
     let run_state = lock_run(&mut tx, run_id).await?;
-    let current: Option<String> = sqlx::query_scalar(
+    let current: Option<TaskState> = sqlx::query_scalar(
         "SELECT state FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
     )
     .bind(run_id)
@@ -397,15 +443,11 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: &str) -> Res
     .await?;
     let current =
         current.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
-    if current == "running" {
-        return Err(Error::Conflict(format!(
-            "task `{task_id}` of run {run_id} is running; cancel it first"
-        )));
-    }
+    refuse_move(run_id, task_id, current, state)?;
     sqlx::query(
         "UPDATE setlist.task_instances
          SET state = $3, retry_at = NULL, worker_id = NULL, cancel_requested = false,
-             ended_at = clock_timestamp()
+             failure_reason = NULL, ended_at = clock_timestamp()
          WHERE run_id = $1 AND task_id = $2",
     )
     .bind(run_id)
@@ -413,7 +455,7 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: &str) -> Res
     .bind(state)
     .execute(&mut *tx)
     .await?;
-    reopen(&mut tx, run_id, &run_state).await?;
+    reopen(&mut tx, run_id, run_state).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -421,7 +463,7 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: &str) -> Res
 /// Asks the worker running a task to stop it. The attempt fails and is not retried.
 pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result<i64> {
     let mut tx = pool.begin().await?;
-    let row: Option<(i64, String)> =
+    let row: Option<(i64, TaskState)> =
         sqlx::query_as("SELECT id, state FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2 FOR UPDATE")
             .bind(run_id)
             .bind(task_id)
@@ -429,7 +471,7 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
             .await?;
     let (ti_id, state) =
         row.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
-    if state != "running" {
+    if state != TaskState::Running {
         return Err(Error::Conflict(format!(
             "task `{task_id}` of run {run_id} is {state}, not running"
         )));
@@ -449,8 +491,9 @@ pub async fn finalize_finished_runs(pool: &PgPool) -> Result<usize> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT r.id FROM setlist.dag_runs r WHERE r.state = 'running'
          AND NOT EXISTS (SELECT 1 FROM setlist.task_instances t WHERE t.run_id = r.id
-                         AND t.state NOT IN ('success', 'failed', 'upstream_failed', 'skipped'))",
+                         AND t.state = ANY ($1))",
     )
+    .bind(TaskState::unfinished())
     .fetch_all(pool)
     .await?;
     let mut ended = 0;

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::transitions::{Outcome, finish_attempt};
 use crate::error::Result;
+use crate::state::{FailureReason, WorkerState};
 
 /// Announces a worker.
 pub async fn register(pool: &PgPool, id: Uuid, concurrency: usize) -> Result<()> {
@@ -28,7 +29,7 @@ pub async fn register(pool: &PgPool, id: Uuid, concurrency: usize) -> Result<()>
 /// Records that the worker is alive. Returns false if the reaper had given it up,
 /// in which case its running attempts were already retried elsewhere.
 pub async fn heartbeat(pool: &PgPool, id: Uuid) -> Result<bool> {
-    let previous: Option<String> = sqlx::query_scalar(
+    let previous: Option<WorkerState> = sqlx::query_scalar(
         "UPDATE setlist.workers w SET last_heartbeat = clock_timestamp(), state = 'active'
          FROM (SELECT state FROM setlist.workers WHERE id = $1 FOR UPDATE) old
          WHERE w.id = $1 RETURNING old.state",
@@ -36,7 +37,7 @@ pub async fn heartbeat(pool: &PgPool, id: Uuid) -> Result<bool> {
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(previous.as_deref() == Some("active"))
+    Ok(previous == Some(WorkerState::Active))
 }
 
 /// Marks a worker as stopped on a clean shutdown.
@@ -83,7 +84,7 @@ pub async fn reap_lost(pool: &PgPool, timeout: Duration) -> Result<usize> {
             ti_id,
             try_number,
             worker,
-            Outcome::Failed(reason),
+            Outcome::failed(FailureReason::WorkerLost, reason),
         )
         .await?;
         reaped += 1;

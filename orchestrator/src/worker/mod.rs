@@ -5,10 +5,12 @@
 mod log_writer;
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::{FromRow, PgPool};
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::registry::Registry;
+use crate::state::FailureReason;
 use crate::store::transitions::{self, Finished, Outcome};
 use crate::store::{CANCEL_CHANNEL, WORK_CHANNEL, workers};
 use crate::task::TaskContext;
@@ -122,8 +125,8 @@ impl Worker {
     /// Runs a claimed attempt and records its end.
     pub async fn execute(&self, c: Claimed, cancel: CancellationToken) -> Result<Executed> {
         let outcome = self.attempt(&c, cancel).await?;
-        if let Outcome::Failed(e) | Outcome::FailedFinal(e) = &outcome {
-            tracing::info!(dag = %c.dag_id, run = c.run_id, task = %c.task_id, try_number = c.try_number, error = %e, "Task attempt failed.");
+        if let Outcome::Failed { reason, message } = &outcome {
+            tracing::info!(dag = %c.dag_id, run = c.run_id, task = %c.task_id, try_number = c.try_number, %reason, error = %message, "Task attempt failed.");
         }
         let result = transitions::finish_attempt(
             &self.pool,
@@ -145,16 +148,24 @@ impl Worker {
     async fn attempt(&self, c: &Claimed, cancel: CancellationToken) -> Result<Outcome> {
         let task = match self.registry.build(&c.kind, &c.params) {
             Some(Ok(task)) => task,
-            Some(Err(e)) => return Ok(Outcome::FailedFinal(format!("invalid params: {e}"))),
+            Some(Err(e)) => {
+                return Ok(Outcome::failed(
+                    FailureReason::Invalid,
+                    format!("invalid params: {e}"),
+                ));
+            }
             None => {
-                return Ok(Outcome::FailedFinal(format!(
-                    "this worker has no task kind \"{}\"",
-                    c.kind
-                )));
+                return Ok(Outcome::failed(
+                    FailureReason::Invalid,
+                    format!("this worker has no task kind \"{}\"", c.kind),
+                ));
             }
         };
         if c.cancel_requested {
-            return Ok(Outcome::FailedFinal("cancelled before it started".into()));
+            return Ok(Outcome::failed(
+                FailureReason::Cancelled,
+                "cancelled before it started",
+            ));
         }
         let upstream_outputs: BTreeMap<String, Value> = if c.upstream.is_empty() {
             BTreeMap::new()
@@ -187,16 +198,19 @@ impl Worker {
         };
         let timeout = c.timeout_ms.map(|ms| Duration::from_millis(ms as u64));
         let outcome = self.race(task.as_ref(), &ctx, timeout, c.ti_id).await?;
-        if let Outcome::Failed(e) | Outcome::FailedFinal(e) = &outcome {
-            ctx.log
-                .info(format!("Attempt {} failed: {e}", c.try_number));
+        if let Outcome::Failed { reason, message } = &outcome {
+            ctx.log.info(format!(
+                "Attempt {} failed ({reason}): {message}",
+                c.try_number
+            ));
         }
         drop(ctx);
         let _ = writer.await;
         Ok(outcome)
     }
 
-    /// Runs the task against its timeout and its cancellation token.
+    /// Runs the task against its timeout and its cancellation token. A panic in the
+    /// task fails the attempt with the panic's message; the worker goes on.
     async fn race(
         &self,
         task: &dyn crate::task::Task,
@@ -205,7 +219,7 @@ impl Worker {
         ti_id: i64,
     ) -> Result<Outcome> {
         let cancel = &ctx.cancel;
-        let run = task.run(ctx);
+        let run = AssertUnwindSafe(task.run(ctx)).catch_unwind();
         tokio::pin!(run);
         let deadline = async {
             match timeout {
@@ -213,34 +227,42 @@ impl Worker {
                 None => std::future::pending().await,
             }
         };
-        let stop_reason = tokio::select! {
-            result = &mut run => Err(result),
-            _ = deadline => Ok(format!("timed out after {}", humantime::format_duration(timeout.unwrap_or_default()))),
-            _ = cancel.cancelled() => Ok("cancelled".to_string()),
+        /// Why the task was stopped before it ended by itself.
+        enum Stop {
+            Timeout,
+            Cancel,
+        }
+        let stopped = tokio::select! {
+            ended = &mut run => return Ok(ended_by_itself(ended, &ctx.log)),
+            _ = deadline => Stop::Timeout,
+            _ = cancel.cancelled() => Stop::Cancel,
         };
-        let outcome = match stop_reason {
-            Err(Ok(output)) => Outcome::Success(output),
-            Err(Err(e)) => Outcome::Failed(format!("{e:#}")),
-            Ok(reason) => {
-                // Ask the task to stop and give it a moment to clean up.
-                ctx.cancel.cancel();
-                let _ = tokio::time::timeout(self.config.cancel_grace, &mut run).await;
-                let is_timeout = reason.starts_with("timed out");
-                let cancelled_by_person: bool = !is_timeout
-                    && sqlx::query_scalar(
-                        "SELECT cancel_requested FROM setlist.task_instances WHERE id = $1",
-                    )
-                    .bind(ti_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                if cancelled_by_person {
-                    Outcome::FailedFinal("cancelled by request".into())
+        // Ask the task to stop and give it a moment to clean up.
+        ctx.cancel.cancel();
+        let _ = tokio::time::timeout(self.config.cancel_grace, &mut run).await;
+        Ok(match stopped {
+            Stop::Timeout => Outcome::failed(
+                FailureReason::Timeout,
+                format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout.unwrap_or_default())
+                ),
+            ),
+            Stop::Cancel => {
+                let by_person: bool = sqlx::query_scalar(
+                    "SELECT cancel_requested FROM setlist.task_instances WHERE id = $1",
+                )
+                .bind(ti_id)
+                .fetch_one(&self.pool)
+                .await?;
+                if by_person {
+                    Outcome::failed(FailureReason::Cancelled, "cancelled by request")
                 } else {
-                    Outcome::Failed(reason)
+                    // The worker is shutting down: the attempt is retried where tries remain.
+                    Outcome::failed(FailureReason::Error, "stopped: the worker shut down")
                 }
             }
-        };
-        Ok(outcome)
+        })
     }
 
     /// Runs until `shutdown`, up to `concurrency` task instances at a time. On
@@ -251,6 +273,9 @@ impl Worker {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         let mut running: HashMap<i64, CancellationToken> = HashMap::new();
         let mut tasks: JoinSet<(i64, Result<Executed>)> = JoinSet::new();
+        // Which task instance each spawned attempt runs, for an attempt that panics in
+        // the engine's own code (the task's panics are caught in `race`).
+        let mut spawned: HashMap<tokio::task::Id, i64> = HashMap::new();
         tracing::info!(worker = %self.id, concurrency = self.config.concurrency, "Worker started.");
         loop {
             let mut claimed_any = false;
@@ -262,7 +287,9 @@ impl Worker {
                         running.insert(c.ti_id, token.clone());
                         let me = Arc::clone(&self);
                         let ti_id = c.ti_id;
-                        tasks.spawn(async move { (ti_id, me.execute(c, token).await) });
+                        let handle =
+                            tasks.spawn(async move { (ti_id, me.execute(c, token).await) });
+                        spawned.insert(handle.id(), ti_id);
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -287,13 +314,22 @@ impl Worker {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "Lost the notification connection; reconnecting."),
                 },
-                Some(done) = tasks.join_next() => {
-                    let (ti_id, result) = done?;
-                    running.remove(&ti_id);
-                    if let Err(e) = result {
-                        tracing::error!(ti_id, error = %e, "Could not record a task's end; the reaper will retry it.");
+                Some(done) = tasks.join_next_with_id() => match done {
+                    Ok((id, (ti_id, result))) => {
+                        spawned.remove(&id);
+                        running.remove(&ti_id);
+                        if let Err(e) = result {
+                            tracing::error!(ti_id, error = %e, "Could not record a task's end; the reaper will retry it.");
+                        }
                     }
-                }
+                    Err(e) => {
+                        let ti_id = spawned.remove(&e.id());
+                        if let Some(ti_id) = ti_id {
+                            running.remove(&ti_id);
+                        }
+                        tracing::error!(?ti_id, error = %e, "An attempt ended without recording its end; the reaper will retry it.");
+                    }
+                },
                 _ = heartbeat.tick() => {
                     match workers::heartbeat(&self.pool, self.id).await {
                         Ok(true) => {}
@@ -321,6 +357,30 @@ impl Worker {
                 .min(self.config.max_idle),
             Ok(None) => self.config.max_idle,
             Err(_) => Duration::from_secs(1),
+        }
+    }
+}
+
+/// The outcome of a task that ended without being stopped: its output, its error, or
+/// the message of its panic (also written to the attempt's log).
+fn ended_by_itself(
+    ended: std::thread::Result<anyhow::Result<Value>>,
+    log: &crate::task::LogSink,
+) -> Outcome {
+    match ended {
+        Ok(Ok(output)) => Outcome::Success(output),
+        Ok(Err(e)) => Outcome::failed(FailureReason::Error, format!("{e:#}")),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            log.write(
+                crate::task::LogStream::Stderr,
+                format!("The task panicked: {message}"),
+            );
+            Outcome::failed(FailureReason::Error, format!("panicked: {message}"))
         }
     }
 }

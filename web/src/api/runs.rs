@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use orchestrator::TaskState;
 use orchestrator::store::{logs, runs, transitions};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -192,7 +193,8 @@ pub async fn mark(
 ) -> Result<Json<Value>, ApiError> {
     let run_id = self::run_id(&run_id)?;
     let request: MarkBody = body(&bytes)?;
-    if !matches!(request.state.as_str(), "success" | "failed") {
+    let Some(target @ (TaskState::Success | TaskState::Failed)) = TaskState::parse(&request.state)
+    else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad_state",
@@ -201,8 +203,8 @@ pub async fn mark(
                 request.state
             ),
         ));
-    }
-    transitions::mark(&state.pool, run_id, &task_id, &request.state).await?;
+    };
+    transitions::mark(&state.pool, run_id, &task_id, target).await?;
     Ok(Json(
         json!({ "run_id": run_id, "task_id": task_id, "state": request.state }),
     ))

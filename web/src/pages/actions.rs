@@ -8,6 +8,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use orchestrator::TaskState;
 use orchestrator::store::{dags as store, runs, transitions};
 use serde::Deserialize;
 
@@ -206,7 +207,13 @@ pub async fn mark(
     Form(form): Form<MarkForm>,
 ) -> Response {
     let back = format!("/runs/{run_id}/tasks/{task_id}");
-    match transitions::mark(&state.pool, run_id, &task_id, &form.state).await {
+    let Some(target) = TaskState::parse(&form.state) else {
+        return refused(
+            orchestrator::Error::Invalid(format!("no task state `{}`", form.state)),
+            back,
+        );
+    };
+    match transitions::mark(&state.pool, run_id, &task_id, target).await {
         Ok(()) => Redirect::to(&format!("/runs/{run_id}")).into_response(),
         Err(e) => refused(e, back),
     }

@@ -130,7 +130,7 @@ pub async fn show(
                     _ => "-".into(),
                 },
                 task_id: t.task_id,
-                state: t.state,
+                state: t.state.to_string(),
                 tries: format!("{} of {}", t.try_number, t.max_tries),
                 start: when(t.started_at),
                 end: when(t.ended_at),
@@ -142,10 +142,10 @@ pub async fn show(
     page(RunPage {
         id: run.id,
         dag_id: run.dag_id,
-        live: matches!(run.state.as_str(), "queued" | "running"),
-        state: run.state,
+        live: !run.state.is_terminal(),
+        state: run.state.to_string(),
         dbt,
-        run_type: run.run_type,
+        run_type: run.run_type.to_string(),
         logical_date: when(Some(run.logical_date)),
         interval: format!(
             "[{}, {})",

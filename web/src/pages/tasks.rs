@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use orchestrator::TaskState;
 use orchestrator::store::{logs, runs};
 use serde::Deserialize;
 use serde_json::json;
@@ -40,11 +41,6 @@ struct TaskPage {
     last_seq: i64,
 }
 
-/// States after which a task instance's log no longer grows.
-fn done(state: &str) -> bool {
-    matches!(state, "success" | "failed" | "upstream_failed" | "skipped")
-}
-
 #[derive(Deserialize)]
 pub struct Try {
     #[serde(rename = "try")]
@@ -71,11 +67,12 @@ pub async fn show(
     let try_number = query.try_number.unwrap_or(task.try_number);
     page(TaskPage {
         run_id,
-        follow: !done(&task.state) && try_number == task.try_number,
+        // A task's log no longer grows once its state is terminal.
+        follow: !task.state.is_terminal() && try_number == task.try_number,
         last_seq: lines.len() as i64 - 1,
         try_number,
         tries: (1..=task.try_number).collect(),
-        state: task.state,
+        state: task.state.to_string(),
         task_id,
         lines: lines
             .into_iter()
@@ -124,7 +121,7 @@ pub async fn follow(
             loop {
                 // The task's state first, then the lines: a line written between the
                 // two is still sent before the end.
-                let now: Option<(String, i32)> = sqlx::query_as(
+                let now: Option<(TaskState, i32)> = sqlx::query_as(
                 "SELECT state, try_number FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
             )
             .bind(run)
@@ -134,7 +131,7 @@ pub async fn follow(
             .ok()
             .flatten();
                 let finished = match &now {
-                    Some((s, n)) => done(s) || *n > try_n,
+                    Some((s, n)) => s.is_terminal() || *n > try_n,
                     None => true,
                 };
                 let lines = logs::since(&state.pool, run, &task, try_n, after)
@@ -155,7 +152,7 @@ pub async fn follow(
                     return Some((Ok(event), (state, run, task, try_n, after, false)));
                 }
                 if finished {
-                    let task_state = now.map(|(s, _)| s).unwrap_or_default();
+                    let task_state = now.map(|(s, _)| s.to_string()).unwrap_or_default();
                     let event = Event::default().event("end").data(task_state);
                     return Some((Ok(event), (state, run, task, try_n, after, true)));
                 }
