@@ -86,11 +86,12 @@ async fn run_dag(db: &TestDb, setlist: &dyn Fn(&[&str]) -> Command, dag: &str) -
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let state: String = sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1")
-            .bind(run)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+        let state: String =
+            sqlx::query_scalar("SELECT state::text FROM setlist.dag_runs WHERE id = $1")
+                .bind(run)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
         if state == "success" {
             return run;
         }
@@ -239,12 +240,11 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     let mut expected = BTreeMap::new();
     regions_of(&sim, 50_000, &mut expected);
     assert_eq!(gold_regions(&db).await, expected);
-    let quarantined: Vec<String> = sqlx::query_scalar(
-        "SELECT rejection_reason FROM silver.stg_bronze__plays_quarantine ORDER BY 1",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let quarantined: Vec<String> =
+        sqlx::query_scalar("SELECT rejection_reason FROM silver.int_plays__quarantined ORDER BY 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(
         quarantined,
         ["ms_played exceeds track_duration_ms", "ts is in the future"]
@@ -299,7 +299,7 @@ async fn pipeline(dir: String, store_options: Vec<(String, String)>) {
     regions_of(&fresh, 5_000, &mut expected);
     assert_eq!(gold_regions(&db).await, expected);
     let duplicates: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM silver.stg_bronze__plays_quarantine WHERE rejection_reason = 'duplicate event_id'",
+        "SELECT count(*) FROM silver.int_plays__quarantined WHERE rejection_reason = 'duplicate event_id'",
     )
     .fetch_one(&db.pool)
     .await

@@ -9,7 +9,7 @@ select
     {% endfor -%}
     min(event_id) as event_id,
     max(loaded_at) as loaded_through
-from {{ ref('stg_bronze__plays') }}
+from {{ ref('int_plays__accepted') }}
 {% if is_incremental() %}
 where loaded_at > {{ plays_in_gold_through() }}
 {% endif %}

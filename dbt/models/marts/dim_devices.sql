@@ -6,7 +6,7 @@ select
     device_type,
     platform,
     max(loaded_at) as loaded_through
-from {{ ref('stg_bronze__plays') }}
+from {{ ref('int_plays__accepted') }}
 {% if is_incremental() %}
 where loaded_at > {{ high_water_mark('loaded_through') }}
 {% endif %}

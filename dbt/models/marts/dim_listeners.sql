@@ -2,7 +2,7 @@
 
 -- Gold: every listener that has played something. Incremental, like dim_tracks.
 with batch as (
-    select * from {{ ref('stg_bronze__plays') }}
+    select * from {{ ref('int_plays__accepted') }}
     {% if is_incremental() %}
     where loaded_at > {{ high_water_mark('loaded_through') }}
     {% endif %}

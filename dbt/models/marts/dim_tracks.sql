@@ -3,7 +3,7 @@
 -- Gold: every track that has been played. Incremental: a batch adds its tracks and
 -- its plays of the ones already here.
 with batch as (
-    select * from {{ ref('stg_bronze__plays') }}
+    select * from {{ ref('int_plays__accepted') }}
     {% if is_incremental() %}
     where loaded_at > {{ high_water_mark('loaded_through') }}
     {% endif %}

@@ -12,7 +12,7 @@
 -- keys they added since this table's last batch are this batch's firsts.
 {% set mark = high_water_mark('loaded_at') if is_incremental() else none %}
 with plays as (
-    select * from {{ ref('stg_bronze__plays') }}
+    select * from {{ ref('int_plays__accepted') }}
     {% if is_incremental() %}
     where loaded_at > {{ mark }}
     {% endif %}

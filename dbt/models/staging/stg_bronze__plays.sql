@@ -1,31 +1,20 @@
 {{ config(materialized='view') }}
 
--- Silver: typed, valid plays, exactly one row per event_id (the first copy loaded).
+-- Staging: every bronze row as landed, with the first rule it breaks (null when it
+-- breaks none). Duplicates are not judged here: int_plays__triaged does that.
 select
-    event_id,
-    ts as played_at,
-    cast(ts as date) as played_on,
-    user_id,
-    session_id,
-    track_id,
-    track_name,
-    artist_id,
-    artist_name,
-    album_name,
-    ms_played,
-    track_duration_ms,
-    reason_start,
-    reason_end,
-    skipped,
-    shuffle,
-    offline,
-    platform,
-    device_type,
-    conn_country,
-    region,
-    city,
-    subscription,
-    source_object,
-    loaded_at
-from {{ ref('int_bronze__plays_triaged') }}
-where rejection_reason is null
+    source.*,
+    case
+        when event_id is null then 'event_id is missing'
+        when not {{ is_uuid('event_id') }} then 'event_id is not a UUID'
+        when ts is null then 'ts is missing'
+        when ts > {{ dbt.dateadd('minute', 5, 'loaded_at') }} then 'ts is in the future'
+        when user_id is null or user_id = '' then 'user_id is missing'
+        when track_id is null or track_id = '' then 'track_id is missing'
+        when track_duration_ms is null or track_duration_ms <= 0 then 'track_duration_ms is not positive'
+        when ms_played is null or ms_played < 0 then 'ms_played is negative'
+        when ms_played > track_duration_ms then 'ms_played exceeds track_duration_ms'
+        when region not in ('North America', 'Latin America', 'Europe', 'Asia Pacific', 'Middle East & Africa')
+            then 'unknown region'
+    end as rejection_reason
+from {{ source('bronze', 'plays') }} as source

@@ -146,13 +146,9 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         landed: grouped(objects.iter().map(|o| o.2).sum()),
         dead: grouped(objects.iter().map(|o| o.3).sum()),
         bronze: grouped(loaded.values().sum()),
-        silver: grouped(count(&state, "SELECT count(*) FROM silver.stg_bronze__plays").await?),
+        silver: grouped(count(&state, "SELECT count(*) FROM silver.int_plays__accepted").await?),
         quarantined: grouped(
-            count(
-                &state,
-                "SELECT count(*) FROM silver.stg_bronze__plays_quarantine",
-            )
-            .await?,
+            count(&state, "SELECT count(*) FROM silver.int_plays__quarantined").await?,
         ),
         gold: grouped(count(&state, "SELECT count(*) FROM gold.fct_plays").await?),
     };

@@ -1,7 +1,7 @@
 {{ config(materialized='view') }}
 
--- Silver: bronze rows kept out of gold, each with the rule it broke. A second copy
--- of an event_id is quarantined as a duplicate.
+-- Silver's quarantine: bronze rows kept out of gold, each with the rule it broke. A
+-- second copy of an event_id is quarantined as a duplicate.
 select
     event_id,
     ts,
@@ -14,5 +14,5 @@ select
     load_id,
     loaded_at,
     rejection_reason
-from {{ ref('int_bronze__plays_triaged') }}
+from {{ ref('int_plays__triaged') }}
 where rejection_reason is not null

@@ -13,7 +13,7 @@
 -- time, in loaded_at order, so the rows past the high-water mark are the new ones.
 {% set mark = high_water_mark('loaded_at') if is_incremental() else none %}
 with batch as (
-    select * from {{ ref('int_bronze__plays_checked') }}
+    select * from {{ ref('stg_bronze__plays') }}
     {% if is_incremental() %}
     where loaded_at > {{ mark }}
     {% endif %}
@@ -23,7 +23,7 @@ with batch as (
 -- and a narrow row set stays in memory where the whole rows would spill to disk.
 valid {{ materialized_cte() }} (
     select event_id, ts, loaded_at, source_object, kafka_offset
-    from {{ ref('int_bronze__plays_checked') }}
+    from {{ ref('stg_bronze__plays') }}
     where rejection_reason is null
     {% if is_incremental() %}
         and loaded_at > {{ mark }}
