@@ -84,7 +84,7 @@ CREATE SCHEMA gold;
 CREATE SCHEMA silver;
 CREATE TABLE gold.fct_plays (event_id text);
 INSERT INTO gold.fct_plays VALUES ('e1');
-CREATE TABLE silver.int_bronze__plays_triaged (event_id text);
+CREATE TABLE silver.int_plays__triaged (event_id text);
 SQL
     printf '%s\n' "$sql" |
         sed -E "s/\bgold_reader\b/setlist_t_gold_reader_$id/g; s/\bpowerbi\b/setlist_t_powerbi_$id/g;
@@ -101,7 +101,7 @@ SQL
     refused "INSERT INTO gold.fct_plays VALUES ('e2')"
     refused 'DELETE FROM gold.fct_plays'
     refused 'CREATE TABLE gold.mine (n int)'
-    refused 'SELECT count(*) FROM silver.int_bronze__plays_triaged'
+    refused 'SELECT count(*) FROM silver.int_plays__triaged'
     refused 'CREATE TEMP TABLE mine (n int)'
     [ "$ok" = 0 ] && echo "The read-only role reads gold (also tables made later) and nothing else."
 }
