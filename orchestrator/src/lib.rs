@@ -4,8 +4,10 @@
 pub mod dag;
 pub mod error;
 pub mod registry;
+pub mod resources;
 pub mod schedule;
 pub mod scheduler;
+pub mod secret;
 pub mod state;
 pub mod store;
 pub mod task;
@@ -15,5 +17,7 @@ pub mod worker;
 pub use dag::{Dag, DagBag, Diagnostic, TaskSpec};
 pub use error::{Error, Result};
 pub use registry::{ParamError, Registry, TaskConfig};
+pub use resources::Resources;
+pub use secret::{DbUrl, Secret};
 pub use state::{AttemptState, FailureReason, RunState, TaskState, WorkerState};
 pub use task::{LogSink, LogStream, Task, TaskContext};

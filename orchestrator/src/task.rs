@@ -8,6 +8,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::resources::Resources;
+
 /// A unit of work. Each task kind is a config struct (deserialised from the DAG's
 /// `params`) that implements this trait; it is a trait object so the engine never
 /// needs to know the kinds that exist.
@@ -42,6 +44,8 @@ pub struct TaskContext {
     pub log: LogSink,
     /// Fires on timeout, on a manual cancel and on worker shutdown.
     pub cancel: CancellationToken,
+    /// Settings and shared clients the worker's process handed down.
+    pub resources: Resources,
 }
 
 impl TaskContext {
@@ -63,7 +67,14 @@ impl TaskContext {
             upstream_outputs: BTreeMap::new(),
             log,
             cancel,
+            resources: Resources::new(),
         }
+    }
+
+    /// This context with `resources`.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
     }
 }
 

@@ -48,7 +48,7 @@ pub enum DagsCommand {
 }
 
 fn load(ctx: &Ctx) -> DagBag {
-    let bag = load_dir(&ctx.dags_dir, &ctx.registry);
+    let bag = load_dir(&ctx.config().dags_dir, &ctx.registry);
     for e in &bag.errors {
         eprintln!("{e}");
     }
@@ -60,7 +60,7 @@ fn find<'b>(bag: &'b DagBag, ctx: &Ctx, id: &str) -> anyhow::Result<&'b Dag> {
         let known: Vec<&str> = bag.dags.iter().map(|d| d.id.as_str()).collect();
         anyhow::anyhow!(
             "no DAG `{id}` in {} (loaded: {})",
-            ctx.dags_dir.display(),
+            ctx.config().dags_dir.display(),
             if known.is_empty() {
                 "none".into()
             } else {

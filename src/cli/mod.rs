@@ -1,10 +1,11 @@
-//! Command-line definitions and dispatch.
+//! Command-line definitions and dispatch. Every command reads the one configuration
+//! (`setlist.toml`, `SETLIST_*` variables, then its flags) and works through the
+//! [`setlist::App`] it builds.
 
 mod dags;
 mod runs;
 mod services;
 mod streaming;
-mod supervise;
 mod time_arg;
 mod web;
 
@@ -14,24 +15,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use orchestrator::{Registry, store};
+use orchestrator::Registry;
+use setlist::App;
+use setlist::config::{self, Config, Flags, Loaded};
 use sqlx::PgPool;
 
 /// Setlist: a Rust-native orchestrator for the streaming music-analytics stack.
 #[derive(Debug, Parser)]
 #[command(name = "setlist", version, propagate_version = true)]
 pub struct Cli {
-    /// The state store.
-    #[arg(
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/setlist"
-    )]
-    database_url: String,
-    /// The folder of TOML DAG files.
-    #[arg(long, global = true, env = "SETLIST_DAGS_DIR", default_value = "dags")]
-    dags_dir: PathBuf,
+    /// The configuration file (default: setlist.toml in the working folder, if any).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The state store (database_url; DATABASE_URL or SETLIST_DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// The folder of TOML DAG files (dags_dir; SETLIST_DAGS_DIR).
+    #[arg(long, global = true)]
+    dags_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +42,9 @@ enum Command {
     /// The state store's schema.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// DAG files and DAGs.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -61,7 +65,7 @@ enum Command {
     /// Lands play events from Kafka in object storage as Parquet, exactly once.
     Land(streaming::LandArgs),
     /// Serves the web UI and the REST API until interrupted.
-    Web(web::WebArgs),
+    Web(WebArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,81 +74,99 @@ enum DbCommand {
     Migrate,
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Prints every setting with its value (secrets redacted), where the value came
+    /// from, and the variable that sets it.
+    Show,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebArgs {
+    /// Where the web server listens (web.bind, 127.0.0.1:8080).
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// Serve reads (GET) without the API token (web.public_reads).
+    #[arg(long)]
+    public_reads: bool,
+}
+
+impl Cli {
+    /// The flags of this command line, at their settings' keys.
+    fn flags(&self) -> Flags {
+        let flags = Flags::new()
+            .set("database_url", self.database_url.clone())
+            .set("dags_dir", self.dags_dir.clone());
+        match &self.command {
+            Command::Scheduler(a) => a.flags(flags),
+            Command::Worker(a) => a.flags(flags),
+            Command::Standalone(a) => a.flags(flags),
+            Command::Simulate(a) => a.flags(flags),
+            Command::Land(a) => a.flags(flags),
+            Command::Web(a) => flags
+                .set("web.bind", a.bind.map(|b| b.to_string()))
+                .set("web.public_reads", a.public_reads.then_some(true)),
+            Command::Db(_)
+            | Command::Config(_)
+            | Command::Dags(_)
+            | Command::Runs(_)
+            | Command::Tasks(_) => flags,
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let registry = Arc::new(tasks::registry());
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = config::load(cli.config.as_deref(), &vars, cli.flags())?;
     let ctx = Ctx {
-        database_url: cli.database_url,
-        dags_dir: cli.dags_dir,
-        registry,
+        loaded,
+        registry: Arc::new(tasks::registry()),
     };
     match cli.command {
         Command::Db(DbCommand::Migrate) => {
-            let pool = ctx.pool(2).await?;
-            store::migrate(&pool).await?;
+            ctx.pool(2).await?;
             println!("State store is up to date.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", ctx.loaded.show());
             Ok(ExitCode::SUCCESS)
         }
         Command::Dags(c) => dags::run(&ctx, c).await,
         Command::Runs(c) => runs::run_runs(&ctx, c).await,
         Command::Tasks(c) => runs::run_tasks(&ctx, c).await,
-        Command::Scheduler(a) => services::scheduler(&ctx, a).await,
-        Command::Worker(a) => services::worker(&ctx, a).await,
-        Command::Standalone(a) => services::standalone(&ctx, a).await,
+        Command::Scheduler(_) => services::scheduler(&ctx).await,
+        Command::Worker(_) => services::worker(&ctx).await,
+        Command::Standalone(_) => services::standalone(&ctx).await,
         Command::Simulate(a) => streaming::simulate(&ctx, a).await,
         Command::Land(a) => streaming::land(&ctx, a).await,
-        Command::Web(a) => web::run(&ctx, a).await,
+        Command::Web(_) => web::run(&ctx).await,
     }
 }
 
 /// What every command may need.
 pub struct Ctx {
-    database_url: String,
-    dags_dir: PathBuf,
+    loaded: Loaded,
     registry: Arc<Registry>,
 }
 
 impl Ctx {
-    /// Connects to the state store and applies pending migrations.
-    async fn pool(&self, max_connections: u32) -> anyhow::Result<PgPool> {
-        let pool = store::connect(&self.database_url, max_connections).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the state store at {}: {e}\n(start PostgreSQL with `scripts/postgres.sh`, or set DATABASE_URL)",
-                redact(&self.database_url)
-            )
-        })?;
-        store::migrate(&pool).await?;
-        Ok(pool)
+    /// The configuration.
+    fn config(&self) -> &Config {
+        &self.loaded.config
     }
-}
 
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{}{user}{hidden}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
+    /// The App on the configured state store, migrated.
+    async fn app(&self, max_connections: u32) -> anyhow::Result<App> {
+        App::connect(self.config().clone(), max_connections).await
+    }
+
+    /// A pool on the state store, migrated.
+    async fn pool(&self, max_connections: u32) -> anyhow::Result<PgPool> {
+        Ok(self.app(max_connections).await?.pool)
     }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. \"5s\", \"1m\")"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            super::redact("postgres://me:secret@host/db"),
-            "postgres://me:***@host/db"
-        );
-        assert_eq!(
-            super::redact("postgres://me@host/db"),
-            "postgres://me@host/db"
-        );
-    }
 }

@@ -10,16 +10,19 @@ use tasks::kafka::KafkaConfig;
 use tasks::land::{Land, Lander};
 use tasks::simulate::{Simulate, produce};
 
+use setlist::config::Flags;
+
 use super::{Ctx, parse_duration, time_arg};
 
-/// Where the broker is, shared by both commands.
+/// Where the broker is, shared by both commands (default: the `kafka` settings).
 #[derive(Debug, Args)]
 pub struct KafkaArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "SETLIST_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
-    brokers: String,
-    #[arg(long, default_value = "plays")]
-    topic: String,
+    /// Kafka bootstrap servers (kafka.brokers, SETLIST_KAFKA_BROKERS).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The topic of play events (kafka.topic, SETLIST_KAFKA_TOPIC).
+    #[arg(long)]
+    topic: Option<String>,
     /// Any librdkafka property, repeatable: -X linger.ms=10
     #[arg(short = 'X', value_parser = parse_property)]
     property: Vec<(String, String)>,
@@ -32,12 +35,20 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 }
 
 impl KafkaArgs {
-    fn config(&self) -> KafkaConfig {
-        KafkaConfig {
-            brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
-            properties: self.property.iter().cloned().collect::<BTreeMap<_, _>>(),
-        }
+    /// The flags given, at their settings' keys.
+    pub fn flags(&self, flags: Flags) -> Flags {
+        flags
+            .set("kafka.brokers", self.brokers.clone())
+            .set("kafka.topic", self.topic.clone())
+    }
+
+    /// The configured broker and topic with the -X properties on top.
+    fn config(&self, ctx: &Ctx) -> KafkaConfig {
+        let mut kafka = ctx.config().kafka.clone();
+        kafka
+            .properties
+            .extend(self.property.iter().cloned().collect::<BTreeMap<_, _>>());
+        kafka
     }
 }
 
@@ -73,25 +84,47 @@ pub struct SimulateArgs {
 pub struct LandArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
-    /// Where objects go: a folder, file:///dir, or s3://bucket[/prefix] (AWS_* variables).
-    #[arg(long, env = "SETLIST_STORE_URL", default_value = ".setlist/lake")]
-    store_url: String,
+    /// Where objects go: a folder, file:///dir, or s3://bucket[/prefix] (AWS_*
+    /// variables); default: store.url, SETLIST_STORE_URL.
+    #[arg(long)]
+    store_url: Option<String>,
     #[arg(long, default_value = "setlist-lander")]
     group_id: String,
     /// Write a batch at this many events...
     #[arg(long, default_value_t = 100_000)]
     max_rows: usize,
-    /// ...or when its first event has waited this long.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    max_age: Duration,
+    /// ...or when its first event has waited this long (default: land.max_age, 5s).
+    #[arg(long, value_parser = parse_duration)]
+    max_age: Option<Duration>,
     /// Only these partitions (comma-separated), to split a topic between landers.
     #[arg(long, value_delimiter = ',')]
     partitions: Vec<i32>,
 }
 
-pub async fn simulate(_ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+impl SimulateArgs {
+    /// The flags given, at their settings' keys.
+    pub fn flags(&self, flags: Flags) -> Flags {
+        self.kafka.flags(flags)
+    }
+}
+
+impl LandArgs {
+    /// The flags given, at their settings' keys.
+    pub fn flags(&self, flags: Flags) -> Flags {
+        self.kafka
+            .flags(flags)
+            .set("store.url", self.store_url.clone())
+            .set(
+                "land.max_age",
+                self.max_age
+                    .map(|d| humantime::format_duration(d).to_string()),
+            )
+    }
+}
+
+pub async fn simulate(ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = Simulate {
-        kafka: args.kafka.config(),
+        kafka: args.kafka.config(ctx),
         partitions: args.partitions,
         rate: args.rate,
         count: args.count,
@@ -125,16 +158,15 @@ pub async fn simulate(_ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode
 }
 
 pub async fn land(ctx: &Ctx, args: LandArgs) -> anyhow::Result<ExitCode> {
-    let pool = ctx.pool(4).await?;
+    let app = ctx.app(4).await?;
     let config = Land {
-        kafka: args.kafka.config(),
+        kafka: args.kafka.config(ctx),
         group_id: args.group_id,
         max_rows: args.max_rows,
-        max_age: args.max_age,
         partitions: args.partitions,
-        ..Land::new(args.store_url)
+        ..app.lander_config()
     };
-    let stats = Lander::new(config, pool)?
+    let stats = Lander::new(config, app.pool.clone())?
         .run(super::services::shutdown_on_signal())
         .await?;
     println!(

@@ -8,16 +8,19 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Where the broker is and any librdkafka property to pass through.
-#[derive(Debug, Clone, Deserialize)]
+/// Where the broker is and any librdkafka property to pass through. As a task's
+/// params, a field left out (empty) is taken from Setlist's `kafka` settings
+/// ([`KafkaConfig::or`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port]`.
-    #[serde(default = "default_brokers")]
+    #[serde(default)]
     pub brokers: String,
-    #[serde(default = "default_topic")]
+    /// The topic of play events.
+    #[serde(default)]
     pub topic: String,
     /// Any librdkafka property (`"linger.ms" = "5"`), applied last so it wins.
     #[serde(default)]
@@ -32,26 +35,41 @@ pub struct Watermarks {
     pub high: i64,
 }
 
-pub fn default_brokers() -> String {
-    std::env::var("SETLIST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
-
-/// SETLIST_TOPIC, else `plays`.
-pub fn default_topic() -> String {
-    std::env::var("SETLIST_TOPIC").unwrap_or_else(|_| "plays".into())
-}
-
 impl Default for KafkaConfig {
+    /// The local broker of `scripts/kafka.sh` and the topic `plays`.
     fn default() -> Self {
         Self {
-            brokers: default_brokers(),
-            topic: default_topic(),
+            brokers: "127.0.0.1:19092".into(),
+            topic: "plays".into(),
             properties: BTreeMap::new(),
         }
     }
 }
 
 impl KafkaConfig {
+    /// Nothing set: every field comes from the settings it is resolved against.
+    pub fn unset() -> Self {
+        Self {
+            brokers: String::new(),
+            topic: String::new(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// These settings, with every field left empty taken from `base`, and `base`'s
+    /// properties under this one's.
+    pub fn or(&self, base: &KafkaConfig) -> KafkaConfig {
+        let pick =
+            |mine: &String, theirs: &String| if mine.is_empty() { theirs } else { mine }.clone();
+        let mut properties = base.properties.clone();
+        properties.extend(self.properties.clone());
+        KafkaConfig {
+            brokers: pick(&self.brokers, &base.brokers),
+            topic: pick(&self.topic, &base.topic),
+            properties,
+        }
+    }
+
     /// A client config with `base` settings, then the pass-through properties.
     pub fn client(&self, base: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();

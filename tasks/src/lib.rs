@@ -9,6 +9,7 @@ pub mod land;
 pub mod noop;
 pub mod play;
 pub mod process;
+pub mod settings;
 pub mod shell;
 pub mod simulate;
 pub mod storage;

@@ -29,6 +29,8 @@ pub struct WebConfig {
     pub token: Token,
     pub public_reads: bool,
     pub dags_dir: PathBuf,
+    /// The broker and topic the health page reads offsets from.
+    pub kafka: tasks::kafka::KafkaConfig,
 }
 
 /// What every handler shares.

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::registry::Registry;
+use crate::resources::Resources;
 use crate::state::FailureReason;
 use crate::store::transitions::{self, Finished, Outcome};
 use crate::store::{CANCEL_CHANNEL, WORK_CHANNEL, workers};
@@ -35,6 +36,8 @@ pub struct WorkerConfig {
     pub cancel_grace: Duration,
     /// The longest a worker sleeps without a notification (a safety net only).
     pub max_idle: Duration,
+    /// Handed to every attempt as [`TaskContext::resources`].
+    pub resources: Resources,
 }
 
 impl Default for WorkerConfig {
@@ -44,6 +47,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(5),
             cancel_grace: Duration::from_secs(5),
             max_idle: Duration::from_secs(10),
+            resources: Resources::new(),
         }
     }
 }
@@ -195,6 +199,7 @@ impl Worker {
             upstream_outputs,
             log,
             cancel: cancel.clone(),
+            resources: self.config.resources.clone(),
         };
         let timeout = c.timeout_ms.map(|ms| Duration::from_millis(ms as u64));
         let outcome = self.race(task.as_ref(), &ctx, timeout, c.ti_id).await?;

@@ -56,17 +56,11 @@ pub struct AirflowDag {
     #[serde(default)]
     pub unpause: bool,
     /// The time between two looks at the run.
-    #[serde(
-        default = "default_poll_interval",
-        with = "crate::land::humantime_serde_compat"
-    )]
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
     /// How long to wait for the run to end; then it is marked failed in Airflow and the
     /// task fails. Keep the task's own `timeout`, if any, above it.
-    #[serde(
-        default = "default_timeout",
-        with = "crate::land::humantime_serde_compat"
-    )]
+    #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
 
@@ -684,6 +678,7 @@ mod tests {
             upstream_outputs: BTreeMap::new(),
             log: orchestrator::LogSink::discard(),
             cancel: tokio_util::sync::CancellationToken::new(),
+            resources: orchestrator::Resources::new(),
         }
     }
 

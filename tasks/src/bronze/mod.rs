@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::land::parquet::schema;
+use crate::settings::Settings;
 use crate::storage::Storage;
 
 /// A warehouse the bronze layer can live in.
@@ -42,46 +43,31 @@ pub trait Warehouse: Send + Sync {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBronze {
-    /// Where the raw objects are (default: SETLIST_STORE_URL, else .setlist/lake).
+    /// Where the raw objects are (default: the `store.url` setting).
     #[serde(default)]
     pub store_url: Option<String>,
     /// S3 settings instead of the AWS_* environment.
     #[serde(default)]
     pub store_options: Vec<(String, String)>,
-    /// `postgres` (the default) or `snowflake` (default: SETLIST_WAREHOUSE).
+    /// `postgres` or `snowflake` (default: the `warehouse.kind` setting).
     #[serde(default)]
     pub warehouse: Option<WarehouseKind>,
-    /// The PostgreSQL warehouse (default: SETLIST_WAREHOUSE_URL, else DATABASE_URL).
+    /// The PostgreSQL warehouse (default: the `warehouse.url` setting, else the state
+    /// store's database).
     #[serde(default)]
     pub warehouse_url: Option<String>,
-    /// The state store holding the lander's ledger (default: DATABASE_URL).
+    /// The state store holding the lander's ledger (default: the process's own).
     #[serde(default)]
     pub state_url: Option<String>,
-    #[serde(default = "crate::kafka::default_topic")]
+    /// The topic whose raw objects to load (default: the `kafka.topic` setting).
+    #[serde(default)]
     pub topic: String,
     /// At most this many objects per run; the next run takes the rest.
     #[serde(default = "default_max_objects")]
     pub max_objects: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WarehouseKind {
-    Postgres,
-    Snowflake,
-}
-
-impl WarehouseKind {
-    fn from_env() -> anyhow::Result<Self> {
-        match std::env::var("SETLIST_WAREHOUSE").as_deref() {
-            Err(_) | Ok("") | Ok("postgres") => Ok(Self::Postgres),
-            Ok("snowflake") => Ok(Self::Snowflake),
-            Ok(other) => {
-                anyhow::bail!("SETLIST_WAREHOUSE is {other:?}; use postgres or snowflake")
-            }
-        }
-    }
-}
+pub use crate::settings::WarehouseKind;
 
 fn default_max_objects() -> i64 {
     10_000
@@ -99,20 +85,6 @@ pub struct LoadReport {
     pub skipped: u64,
     /// Objects that failed, each with its reason.
     pub failed: Vec<(String, String)>,
-}
-
-fn env_or(value: &Option<String>, vars: &[&str], default: Option<&str>) -> anyhow::Result<String> {
-    if let Some(v) = value {
-        return Ok(v.clone());
-    }
-    for var in vars {
-        if let Ok(v) = std::env::var(var) {
-            return Ok(v);
-        }
-    }
-    default
-        .map(String::from)
-        .with_context(|| format!("no URL given and none of {} is set", vars.join(", ")))
 }
 
 /// Reads one raw object and checks it has the raw layout.
@@ -211,38 +183,43 @@ impl LoadBronze {
 #[async_trait]
 impl Task for LoadBronze {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let store_url = env_or(
-            &self.store_url,
-            &["SETLIST_STORE_URL"],
-            Some(".setlist/lake"),
-        )?;
+        let settings = Settings::of(ctx);
+        let store_url = self.store_url.as_ref().unwrap_or(&settings.store.url);
         let options: Vec<(&str, &str)> = self
             .store_options
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let storage = Storage::open_with(&store_url, &options)?;
-        let state_url = env_or(&self.state_url, &["DATABASE_URL"], None)?;
-        let state = PgPool::connect(&state_url)
-            .await
-            .context("Failed to connect to the state store")?;
-        let warehouse: Box<dyn Warehouse> =
-            match self.warehouse.map_or_else(WarehouseKind::from_env, Ok)? {
-                WarehouseKind::Postgres => {
-                    let url = env_or(
-                        &self.warehouse_url,
-                        &["SETLIST_WAREHOUSE_URL", "DATABASE_URL"],
-                        None,
-                    )?;
-                    Box::new(postgres::Postgres::connect(&url).await?)
-                }
-                WarehouseKind::Snowflake => {
-                    let config = snowflake::SnowflakeConfig::from_env(Some(storage.stage_url()?))?;
-                    Box::new(snowflake::Snowflake::connect(config).await?)
-                }
-            };
+        let storage = Storage::open_with(store_url, &options)?;
+        let state = match &self.state_url {
+            Some(url) => PgPool::connect(url)
+                .await
+                .context("Failed to connect to the state store")?,
+            None => settings.state().await?,
+        };
+        let warehouse: Box<dyn Warehouse> = match self.warehouse.unwrap_or(settings.warehouse.kind)
+        {
+            WarehouseKind::Postgres => match &self.warehouse_url {
+                Some(url) => Box::new(postgres::Postgres::connect(url).await?),
+                None => Box::new(postgres::Postgres::from_pool(
+                    settings.warehouse_pool().await?,
+                )),
+            },
+            WarehouseKind::Snowflake => {
+                let config = snowflake::SnowflakeConfig::from_env(Some(storage.stage_url()?))?;
+                Box::new(snowflake::Snowflake::connect(config).await?)
+            }
+        };
         let log = ctx.log.clone();
-        let report = self
+        let this = LoadBronze {
+            topic: if self.topic.is_empty() {
+                settings.kafka.topic.clone()
+            } else {
+                self.topic.clone()
+            },
+            ..self.clone()
+        };
+        let report = this
             .run_with(&state, warehouse.as_ref(), &storage, move |line| {
                 log.info(line)
             })

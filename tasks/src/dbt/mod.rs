@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::process::Command;
 
 use crate::process::run_logged;
+use crate::settings::{Settings, WarehouseKind};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,19 +31,20 @@ pub struct Dbt {
     /// More arguments, passed as they are.
     #[serde(default)]
     pub args: Vec<String>,
-    /// The dbt project (default: SETLIST_DBT_PROJECT, else ./dbt).
+    /// The dbt project (default: the `dbt.project` setting, ./dbt).
     #[serde(default)]
     pub project_dir: Option<PathBuf>,
     /// Where profiles.yml is (default: the project folder).
     #[serde(default)]
     pub profiles_dir: Option<PathBuf>,
-    /// The profile target (default: the profile's, `local`).
+    /// The profile target (default: the `dbt.target` setting, else the profile's,
+    /// `local`).
     #[serde(default)]
     pub target: Option<String>,
     /// Extra environment variables for dbt.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// The dbt executable (default: SETLIST_DBT, else `dbt` on the PATH).
+    /// The dbt executable (default: the `dbt.binary` setting, `dbt` on the PATH).
     #[serde(default)]
     pub dbt: Option<PathBuf>,
     /// Run in a warm, reused dbt process (the default when `dbt` is a Python
@@ -71,6 +73,44 @@ impl TaskConfig for Dbt {
     }
 }
 
+/// The profile's SETLIST_WAREHOUSE_* variables for the PostgreSQL warehouse in
+/// `settings` (none for a Snowflake warehouse or one the settings do not name).
+fn warehouse_env(settings: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    if settings.warehouse.kind != WarehouseKind::Postgres {
+        return Ok(env);
+    }
+    let Ok(url) = settings.warehouse_url() else {
+        return Ok(env);
+    };
+    let parsed = url::Url::parse(url.expose())
+        .with_context(|| format!("the warehouse URL {url} is not a URL"))?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    if let Some(host) = parsed.host_str() {
+        env.insert("SETLIST_WAREHOUSE_HOST".into(), host.to_string());
+    }
+    env.insert(
+        "SETLIST_WAREHOUSE_PORT".into(),
+        parsed.port().unwrap_or(5432).to_string(),
+    );
+    if !parsed.username().is_empty() {
+        env.insert("SETLIST_WAREHOUSE_USER".into(), decode(parsed.username()));
+    }
+    if let Some(password) = parsed.password() {
+        env.insert("SETLIST_WAREHOUSE_PASSWORD".into(), decode(password));
+    }
+    let db = parsed.path().trim_start_matches('/');
+    if !db.is_empty() {
+        env.insert("SETLIST_WAREHOUSE_DB".into(), decode(db));
+    }
+    Ok(env)
+}
+
 /// One model's, test's or source's result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeResult {
@@ -95,16 +135,19 @@ const FAILED: [&str; 4] = ["error", "fail", "runtime error", "warn_error"];
 #[async_trait]
 impl Task for Dbt {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
+        let settings = Settings::of(ctx);
         let dbt = self
             .dbt
             .clone()
-            .or_else(|| std::env::var("SETLIST_DBT").ok().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("dbt"));
+            .unwrap_or_else(|| settings.dbt.binary.clone());
         let project = self
             .project_dir
             .clone()
-            .or_else(|| std::env::var("SETLIST_DBT_PROJECT").ok().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("dbt"));
+            .unwrap_or_else(|| settings.dbt.project.clone());
+        // The profile reads the warehouse from SETLIST_WAREHOUSE_*: the same one the
+        // loader and the pages use, whatever the task's own env says on top.
+        let mut env = warehouse_env(&settings)?;
+        env.extend(self.env.clone());
         let profiles = self.profiles_dir.clone().unwrap_or_else(|| project.clone());
         // Its own folder per command: run ids are per state store and every one-off run
         // is run 0, so two commands can share a run, task and try, and each removes its
@@ -132,7 +175,7 @@ impl Task for Dbt {
         if let Some(select) = &self.select {
             args.extend(["--select".to_owned(), select.clone()]);
         }
-        if let Some(target) = &self.target {
+        if let Some(target) = self.target.as_ref().or(settings.dbt.target.as_ref()) {
             args.extend(["--target".to_owned(), target.clone()]);
         }
         args.extend(self.args.iter().cloned());
@@ -141,7 +184,7 @@ impl Task for Dbt {
             Some(python) => {
                 let spec = warm::Spec {
                     python,
-                    env: self.env.clone(),
+                    env: env.clone(),
                 };
                 let verdict = warm::run(&spec, &args, ctx).await?;
                 let detail = verdict.error.unwrap_or_else(|| "it failed".into());
@@ -152,7 +195,7 @@ impl Task for Dbt {
                 cmd.args(&args)
                     .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
                     .env("DBT_USE_COLORS", "false")
-                    .envs(&self.env);
+                    .envs(&env);
                 let what = format!(
                     "dbt {} ({}; install it with scripts/dbt.sh)",
                     self.command,
@@ -224,13 +267,14 @@ struct ParseCache {
 impl ParseCache {
     const NAME: &'static str = "partial_parse.msgpack";
 
+    /// The cache of `project`, in a folder named by a SHA-256 of its canonical path
+    /// (stable across releases, unlike the standard library's hasher).
     fn for_project(project: &std::path::Path) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::fs::canonicalize(project)
-            .unwrap_or_else(|_| project.to_path_buf())
-            .hash(&mut hasher);
-        let dir = std::env::temp_dir().join(format!("setlist-dbt-parse-{:016x}", hasher.finish()));
+        use sha2::Digest;
+        let path = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf());
+        let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("setlist-dbt-parse-{name}"));
         Self {
             file: dir.join(Self::NAME),
         }

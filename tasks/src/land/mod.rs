@@ -63,7 +63,7 @@ pub struct Land {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// ...or when its first event has waited this long.
-    #[serde(default = "default_max_age", with = "humantime_serde_compat")]
+    #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
     /// Partitions this lander owns; empty: all of the topic's.
     #[serde(default)]
@@ -90,18 +90,6 @@ fn default_max_bytes() -> usize {
 }
 fn default_max_age() -> Duration {
     Duration::from_secs(5)
-}
-
-/// Durations in params as people write them ("5s", "1h 30m"), for `#[serde(with)]`.
-pub(crate) mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::Deserialize;
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 impl Land {

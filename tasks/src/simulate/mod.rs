@@ -28,7 +28,8 @@ use crate::kafka::KafkaConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Simulate {
-    #[serde(default)]
+    /// The broker and topic; fields left out come from Setlist's `kafka` settings.
+    #[serde(default = "KafkaConfig::unset")]
     pub kafka: KafkaConfig,
     /// Partitions of the topic when it has to be created.
     #[serde(default = "default_partitions")]
@@ -251,8 +252,12 @@ fn stats(producer: &ThreadedProducer<Counting>, produced: u64) -> SimulateStats 
 impl Task for Simulate {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let log = ctx.log.clone();
+        let config = Simulate {
+            kafka: self.kafka.or(&crate::settings::Settings::of(ctx).kafka),
+            ..self.clone()
+        };
         let stats = produce(
-            self,
+            &config,
             ctx.cancel.clone(),
             Duration::from_secs(5),
             move |s, rate| {

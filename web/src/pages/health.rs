@@ -104,7 +104,7 @@ pub async fn show(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         e.3 += loaded.get(key).copied().unwrap_or(0);
     }
     let last = objects.iter().map(|o| o.1).max();
-    let kafka = tasks::kafka::KafkaConfig::default();
+    let kafka = &state.config.kafka;
     let through: HashMap<i32, i64> = sqlx::query_as(
         "SELECT partition, max(last_offset) + 1 FROM setlist.raw_objects
          WHERE topic = $1 AND state = 'written' GROUP BY partition",

@@ -1,0 +1,508 @@
+//! Setlist's one configuration. Read once at start, in layers, each over the last:
+//! built-in defaults, then `setlist.toml` in the working folder (or `--config FILE`),
+//! then `SETLIST_*` environment variables, then command-line flags. It is validated
+//! then, with errors that name the key and where its value came from, and handed down:
+//! nothing below the [`crate::App`] reads the environment.
+//!
+//! Every setting has one name: the key in the file (`kafka.topic`) and the variable
+//! `SETLIST_` + the key in capitals with `_` for `.` (`SETLIST_KAFKA_TOPIC`). A few
+//! older variable names still work ([`ENV_ALIASES`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::Serialized;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use orchestrator::{DbUrl, Secret};
+use serde::{Deserialize, Serialize};
+use tasks::kafka::KafkaConfig;
+use tasks::settings::{DbtSettings, StoreSettings, WarehouseSettings};
+
+/// The file read from the working folder when no `--config` is given.
+pub const DEFAULT_FILE: &str = "setlist.toml";
+
+/// Everything Setlist can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The state store (PostgreSQL).
+    pub database_url: DbUrl,
+    /// The folder of TOML DAG files.
+    pub dags_dir: PathBuf,
+    /// The broker of play events.
+    pub kafka: KafkaConfig,
+    /// The lake the lander writes and the loader reads.
+    pub store: StoreSettings,
+    /// The warehouse of bronze, silver and gold.
+    pub warehouse: WarehouseSettings,
+    /// How dbt runs.
+    pub dbt: DbtSettings,
+    /// The scheduler.
+    pub scheduler: SchedulerSettings,
+    /// Workers.
+    pub worker: WorkerSettings,
+    /// The web UI and REST API.
+    pub web: WebSettings,
+    /// The simulator `standalone` runs beside the engine.
+    pub simulate: SimulateSettings,
+    /// The lander `standalone` runs beside the engine.
+    pub land: LandSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: DbUrl::new("postgres://postgres@127.0.0.1:5432/setlist"),
+            dags_dir: "dags".into(),
+            kafka: KafkaConfig::default(),
+            store: StoreSettings::default(),
+            warehouse: WarehouseSettings::default(),
+            dbt: DbtSettings::default(),
+            scheduler: SchedulerSettings::default(),
+            worker: WorkerSettings::default(),
+            web: WebSettings::default(),
+            simulate: SimulateSettings::default(),
+            land: LandSettings::default(),
+        }
+    }
+}
+
+/// The scheduler section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// A worker silent for this long is given up and its work retried.
+    #[serde(with = "humantime_serde")]
+    pub worker_timeout: Duration,
+    /// How often to reap lost workers and sweep finished runs.
+    #[serde(with = "humantime_serde")]
+    pub housekeeping_interval: Duration,
+    /// How often to re-read the DAG folder.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            worker_timeout: Duration::from_secs(30),
+            housekeeping_interval: Duration::from_secs(5),
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The worker section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Task instances one worker runs at once.
+    pub concurrency: usize,
+    /// How often a worker says it is alive.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Workers in one `standalone` process.
+    pub count: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            heartbeat_interval: Duration::from_secs(5),
+            count: 1,
+        }
+    }
+}
+
+/// The web section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Whether `standalone` serves the web (`setlist web` always does).
+    pub enabled: bool,
+    /// Where the web server listens (127.0.0.1 unless you say otherwise).
+    pub bind: SocketAddr,
+    /// Serve reads (GET) without the API token.
+    pub public_reads: bool,
+    /// The bearer token of the API; absent: one made once in `.setlist/api-token`.
+    pub api_token: Option<Secret>,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_reads: false,
+            api_token: None,
+        }
+    }
+}
+
+/// The simulate section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulateSettings {
+    /// Events per second `standalone` simulates (0: no simulator).
+    pub rate: f64,
+}
+
+/// The land section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LandSettings {
+    /// Whether `standalone` runs the lander.
+    pub enabled: bool,
+    /// A partition's open batch is written once it is this old.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for LandSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_age: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Older variable names that still set a key, read under the key's own variable.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database_url"),
+    ("SETLIST_TOPIC", "kafka.topic"),
+    ("SETLIST_WAREHOUSE", "warehouse.kind"),
+    ("SETLIST_DBT", "dbt.binary"),
+    ("SETLIST_API_TOKEN", "web.api_token"),
+];
+
+/// Every key that a variable can set, as `section.key`.
+fn keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    flatten(
+        "",
+        &serde_json::to_value(Config::default()).expect("serialises"),
+        &mut keys,
+    );
+    // Keys whose default is absent do not show in the defaults.
+    for key in ["warehouse.url", "dbt.target", "web.api_token"] {
+        if !keys.iter().any(|k| k == key) {
+            keys.push(key.into());
+        }
+    }
+    keys
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() && prefix != "kafka.properties" => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+/// The variable that sets `key`.
+pub fn env_name(key: &str) -> String {
+    format!("SETLIST_{}", key.replace('.', "_").to_uppercase())
+}
+
+/// A TOML file as a figment provider, read with the workspace's toml parser so that
+/// a syntax error says line and column.
+struct TomlFile {
+    path: PathBuf,
+    table: toml::Table,
+}
+
+impl Provider for TomlFile {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("file").source(figment::Source::File(self.path.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::defaults(&self.table).data()
+    }
+}
+
+/// Settings given as command-line flags, each at its key.
+#[derive(Debug, Default)]
+pub struct Flags(Vec<(&'static str, figment::value::Value)>);
+
+impl Flags {
+    /// No flags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `key` is `value` when the flag was given.
+    pub fn set<T: Serialize>(mut self, key: &'static str, value: Option<T>) -> Self {
+        if let Some(v) = value {
+            let v = figment::value::Value::serialize(v).expect("a flag's value serialises");
+            self.0.push((key, v));
+        }
+        self
+    }
+}
+
+/// Where the configuration was read from, for errors and `config show`.
+pub struct Loaded {
+    /// The settings.
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Each key with its value (secrets redacted) and where the value came from.
+    pub fn show(&self) -> String {
+        let value = serde_json::to_value(&self.config).expect("serialises");
+        let mut out = String::new();
+        for key in keys() {
+            let v = key
+                .split('.')
+                .try_fold(&value, |v, part| v.get(part))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let shown = match &v {
+                serde_json::Value::Null => "(unset)".to_string(),
+                other => other.to_string(),
+            };
+            let source = self
+                .figment
+                .find_metadata(&key)
+                .map(origin)
+                .unwrap_or_else(|| "default".into());
+            out.push_str(&format!(
+                "{key} = {shown}    # {source}; variable {}\n",
+                env_name(&key)
+            ));
+        }
+        out
+    }
+}
+
+/// Reads the configuration: defaults, then `file` (or `setlist.toml` if it exists),
+/// then the environment `vars`, then `flags`. `vars` is the process's environment in
+/// the binary and whatever a test says in tests.
+pub fn load(
+    file: Option<&Path>,
+    vars: &[(String, String)],
+    flags: Flags,
+) -> anyhow::Result<Loaded> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    let path = match file {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()),
+    };
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        figment = figment.merge(TomlFile { path, table });
+    }
+    for layer in environment(vars)? {
+        figment = figment.merge(layer);
+    }
+    for (key, value) in flags.0 {
+        let flag = format!(
+            "--{}",
+            key.rsplit('.').next().unwrap_or(key).replace('_', "-")
+        );
+        figment = figment.merge(Layer::new(key, value, "flag".into(), flag));
+    }
+    let config: Config = figment.extract().map_err(|e| {
+        let messages: Vec<String> = e.into_iter().map(|e| describe(&e)).collect();
+        anyhow::anyhow!("invalid configuration:\n  {}", messages.join("\n  "))
+    })?;
+    validate(&config)?;
+    Ok(Loaded { config, figment })
+}
+
+/// Where a layer came from: `default`, `file setlist.toml`, `environment variable
+/// SETLIST_KAFKA_TOPIC`, `flag --topic`.
+fn origin(m: &Metadata) -> String {
+    match &m.source {
+        Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+        Some(figment::Source::Custom(what)) => format!("{} {what}", m.name),
+        Some(figment::Source::Code(_)) => "default".into(),
+        Some(other) => format!("{} {other}", m.name),
+        None => m.name.to_string(),
+    }
+}
+
+/// One figment error as a sentence: what is wrong, at which key, from where.
+fn describe(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let from = match &e.metadata {
+        Some(m) => format!(" (from {})", origin(m)),
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("{}{from}", e.kind)
+    } else {
+        format!("{key}: {}{from}", e.kind)
+    }
+}
+
+/// One value at one key, from one variable or flag, named so that errors and
+/// `config show` can say where it came from.
+struct Layer {
+    metadata: Metadata,
+    dict: Dict,
+}
+
+impl Layer {
+    fn new(key: &str, value: figment::value::Value, name: String, source: String) -> Self {
+        let mut value = value;
+        for part in key.rsplit('.') {
+            let mut d = Dict::new();
+            d.insert(part.to_string(), value);
+            value = d.into();
+        }
+        let dict = match value {
+            figment::value::Value::Dict(_, d) => d,
+            _ => unreachable!("built as a dict"),
+        };
+        Self {
+            metadata: Metadata::named(name).source(figment::Source::Custom(source)),
+            dict,
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// The `SETLIST_*` variables (and the older aliases) of `vars`, one layer each, the
+/// older names first so that a key's own variable wins. A `SETLIST_` variable that
+/// names no key is an error, so that a typo is not silently ignored; the variables the
+/// scripts and tests use for themselves are let through.
+fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer>> {
+    let keys = keys();
+    let defaults = serde_json::to_value(Config::default()).expect("serialises");
+    let mut layers = Vec::new();
+    // A number or a switch is read as one; anything else stays the text it is, so
+    // that a topic named 123 is a topic, not a number.
+    let layer = |key: &str, name: &str, value: &str| {
+        let default = key.split('.').try_fold(&defaults, |v, part| v.get(part));
+        let typed = matches!(
+            default,
+            Some(serde_json::Value::Number(_) | serde_json::Value::Bool(_))
+        );
+        let value: figment::value::Value = if typed {
+            value.parse().expect("any string parses")
+        } else {
+            value.into()
+        };
+        Layer::new(key, value, "environment variable".into(), name.into())
+    };
+    for (alias, key) in ENV_ALIASES {
+        if let Some((_, v)) = vars.iter().find(|(n, _)| n == alias)
+            && !v.is_empty()
+        {
+            layers.push(layer(key, alias, v));
+        }
+    }
+    let mut unknown = Vec::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("SETLIST_") else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        match keys.iter().find(|k| env_name(k) == *name) {
+            Some(key) => layers.push(layer(key, name, value)),
+            None if ENV_ALIASES.iter().any(|(a, _)| a == name) || is_tooling(rest) => {}
+            None => unknown.push(name.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "unknown setting {}: no key is named so (`setlist config show` lists every variable)",
+            unknown.join(", ")
+        );
+    }
+    Ok(layers)
+}
+
+/// Variables of the scripts, the tests and the benchmarks, which are not settings.
+fn is_tooling(rest: &str) -> bool {
+    // The dbt profile's own SETLIST_WAREHOUSE_* are set from warehouse.url for dbt;
+    // the Airflow and Snowflake kinds still read theirs until they take connections.
+    const PREFIXES: &[&str] = &[
+        "HOME",
+        "PG_",
+        "TEST",
+        "LOG",
+        "BENCH",
+        "CHROM",
+        "SCHEMATHESIS",
+        "AIRFLOW",
+        "KAFKA_PORT",
+        "S3_",
+        "SNOWFLAKE",
+        "WAREHOUSE_HOST",
+        "WAREHOUSE_PORT",
+        "WAREHOUSE_USER",
+        "WAREHOUSE_PASSWORD",
+        "WAREHOUSE_DB",
+    ];
+    rest == "WEB" || PREFIXES.iter().any(|p| rest.starts_with(p))
+}
+
+/// Checks that serde cannot express.
+fn validate(config: &Config) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    if config.worker.concurrency == 0 {
+        problems.push("worker.concurrency: must be at least 1".to_string());
+    }
+    if config.worker.count == 0 {
+        problems.push("worker.count: must be at least 1".to_string());
+    }
+    if config.simulate.rate < 0.0 || config.simulate.rate.is_nan() {
+        problems.push(format!(
+            "simulate.rate: must be 0 (off) or more, not {}",
+            config.simulate.rate
+        ));
+    }
+    for (key, url) in [
+        ("database_url", Some(&config.database_url)),
+        ("warehouse.url", config.warehouse.url.as_ref()),
+    ] {
+        if let Some(url) = url
+            && !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
+        {
+            problems.push(format!("{key}: must be a postgres:// URL, not {url}"));
+        }
+    }
+    if config.kafka.brokers.trim().is_empty() {
+        problems.push("kafka.brokers: must name at least one host:port".into());
+    }
+    if config.kafka.topic.trim().is_empty() {
+        problems.push("kafka.topic: must not be empty".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "))
+    }
+}
