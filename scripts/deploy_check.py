@@ -43,6 +43,9 @@ ROOT = Path(sys.argv[1]).resolve()
 COMPOSE_BIN = sys.argv[2]
 # Airflow's Python (scripts/airflow.sh's virtualenv), when the adapter is there to check.
 AIRFLOW_PYTHON = sys.argv[3] if len(sys.argv) > 3 else ""
+# What `setlist config show` printed with no settings given: every key's default and
+# the variable that sets it. The configuration is the one owner of those facts.
+CONFIG_SHOW = Path(sys.argv[4]).read_text() if len(sys.argv) > 4 else ""
 problems: list[str] = []
 
 
@@ -99,16 +102,17 @@ if airflow_sh.exists():
     pinned = one(r"^apache-airflow==([\w.]+)$", read(constraints), constraints, "the apache-airflow pin", re.M)
     expect(constraints, "apache-airflow's pin", pinned, airflow_version, "scripts/airflow.sh")
 
-kafka_rs = read("tasks/src/kafka.rs")
-topic = one(r'"SETLIST_TOPIC"\)\.unwrap_or_else\(\|_\| "([\w.-]+)"', kafka_rs, "tasks/src/kafka.rs", "the default topic")
-for cli in ("src/cli/services.rs", "src/cli/streaming.rs"):
-    cli_topic = one(r'#\[arg\(long, default_value = "([\w.-]+)"\)\]\s*(?:pub )?topic', read(cli), cli, "the --topic default")
-    expect(cli, "the --topic default", cli_topic, topic, "tasks/src/kafka.rs")
+settings = {m.group(1): (json.loads(m.group(2)) if m.group(2) != "(unset)" else None, m.group(3))
+            for m in re.finditer(r"^([\w.]+) = (.*?)    # .*; variable (\w+)$", CONFIG_SHOW, re.M)}
+aliases = dict(re.findall(r"^# (\w+) also sets ([\w.]+)$", CONFIG_SHOW, re.M))
+if "kafka.topic" not in settings:
+    problem("setlist config show", "does not list kafka.topic; pass its output as deploy_check.py's fourth argument")
+topic = settings.get("kafka.topic", (None, None))[0]
 
 # Every variable the binary reads or sets for its children, dbt's profiles read, or the
 # scripts print; anything else in compose or the Dockerfile is a typo or a stale name.
 rust_sources = [p for d in ("src", "orchestrator/src", "tasks/src", "web/src") for p in (ROOT / d).rglob("*.rs")]
-known_vars: set[str] = set()
+known_vars: set[str] = {var for _, var in settings.values()} | set(aliases)
 for path in rust_sources:
     known_vars |= set(re.findall(r'"((?:SETLIST|SNOWFLAKE|AWS|DBT)_[A-Z0-9_]+|DATABASE_URL)"', path.read_text()))
 profiles = read("dbt/profiles.yml")
@@ -215,8 +219,8 @@ if f"127.0.0.1:{kafka_port}" not in str(kenv.get("KAFKA_ADVERTISED_LISTENERS", "
 internal = re.search(r"INTERNAL://([\w.-]+:\d+)", str(kenv.get("KAFKA_ADVERTISED_LISTENERS", "")))
 expect(C, "setlist SETLIST_KAFKA_BROKERS", setlist_env.get("SETLIST_KAFKA_BROKERS"),
        internal.group(1) if internal else None, "kafka's INTERNAL listener")
-expect(C, "setlist SETLIST_TOPIC", setlist_env.get("SETLIST_TOPIC"), topic, "tasks/src/kafka.rs")
-expect(C, "setlist's --topic", flag(command, "--topic"), topic, "tasks/src/kafka.rs")
+expect(C, "setlist SETLIST_TOPIC", setlist_env.get("SETLIST_TOPIC"), topic, "setlist config show")
+expect(C, "setlist's --topic", flag(command, "--topic"), topic, "setlist config show")
 
 # MinIO: the bucket, its port, the variables setlist reads.
 expect(C, "minio's published S3 port", published("minio", 9000), s3_port, "scripts/s3.sh")
@@ -460,6 +464,12 @@ for model in sorted((ROOT / "dbt/models/marts").glob("*.sql")):
     if not section:
         problem("docs/bi.md", f"has no section for the gold model {model.stem}")
         continue
+    # A model that calls a macro of the project has that macro's columns too.
+    for called in set(re.findall(r"\{%-?\s*(?:call\s+)?(\w+)\(|\{\{-?\s*(\w+)\(", sql)):
+        for name in called:
+            macro = ROOT / "dbt/macros" / f"{name}.sql"
+            if name and macro.exists():
+                sql += macro.read_text()
     identifiers = set(re.findall(r"\w+", sql))
     for column in re.findall(r"^\| `(\w+)` \|", section.group(1), re.M):
         if column not in identifiers:

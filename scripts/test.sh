@@ -20,8 +20,6 @@ export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT 
 psql -qtA "$SETLIST_TEST_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'setlist\_t\_%'" |
     while read -r db; do psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 
-say "deployment files: Dockerfile, docker-compose.yml, CI workflow, BI (scripts/deploy-check.sh)"
-scripts/deploy-check.sh
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
@@ -33,4 +31,7 @@ status=0
 timeout --signal=TERM --kill-after=30s "${SETLIST_TEST_TIMEOUT:-40m}" \
     cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log" || status=$?
 [ "$status" != 124 ] || die "The tests did not finish within ${SETLIST_TEST_TIMEOUT:-40m} (see the slow tests named above)."
+# After the tests: they built the binary whose settings the deployment files must match.
+say "deployment files: Dockerfile, docker-compose.yml, CI workflow, BI (scripts/deploy-check.sh)"
+SETLIST_BIN=target/debug/setlist scripts/deploy-check.sh || status=$?
 exit "$status"

@@ -286,6 +286,9 @@ impl Loaded {
                 env_name(&key)
             ));
         }
+        for (alias, key) in ENV_ALIASES {
+            out.push_str(&format!("# {alias} also sets {key}\n"));
+        }
         out
     }
 }

@@ -1,5 +1,6 @@
-//! Setlist's web server. Today: the REST API under `/api/v1` and `/healthz`; the
-//! pages (DAGs, grid, runs, logs, pipeline health, analytics) build on it.
+//! Setlist's web server: the server-rendered pages (DAGs, graph, grid, runs, logs,
+//! pipeline health, analytics), the REST API under `/api/v1`, `/healthz` and
+//! `/metrics`.
 //!
 //! Every mutation needs the bearer token; reads need it too unless the server is
 //! told reads are public. The server binds 127.0.0.1 unless told otherwise.
