@@ -607,7 +607,7 @@ mod tests {
             ),
             (
                 json!({ "dag_id": "x", "timeout": "soon" }),
-                "expected number",
+                "invalid value: string \"soon\", expected a duration",
             ),
         ];
         for (v, want) in cases {

@@ -61,7 +61,7 @@ async fn recent_runs(
     per_dag: i64,
 ) -> Result<HashMap<String, Vec<RunSquare>>, ApiError> {
     let rows: Vec<(String, i64, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT dag_id, id, state, logical_date FROM (
+        "SELECT dag_id, id, state::text, logical_date FROM (
              SELECT dag_id, id, state, logical_date,
                     row_number() OVER (PARTITION BY dag_id ORDER BY logical_date DESC, id DESC) AS n
              FROM setlist.dag_runs WHERE dag_id = ANY ($1)) AS r
@@ -143,7 +143,7 @@ pub async fn show(
         .unwrap_or_default();
     let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
     let cells: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT run_id, task_id, state FROM setlist.task_instances WHERE run_id = ANY ($1)",
+        "SELECT run_id, task_id, state::text FROM setlist.task_instances WHERE run_id = ANY ($1)",
     )
     .bind(&run_ids)
     .fetch_all(&state.pool)
@@ -220,7 +220,7 @@ pub async fn show(
 /// chart.
 async fn durations(state: &AppState, dag_id: &str) -> Result<String, ApiError> {
     let rows: Vec<(i64, String, f64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, state, extract(epoch FROM ended_at - started_at)::float8, logical_date FROM (
+        "SELECT id, state::text, extract(epoch FROM ended_at - started_at)::float8, logical_date FROM (
              SELECT id, state, started_at, ended_at, logical_date FROM setlist.dag_runs
              WHERE dag_id = $1 AND ended_at IS NOT NULL AND started_at IS NOT NULL
              ORDER BY logical_date DESC, id DESC LIMIT 100) AS r
