@@ -30,16 +30,18 @@ COPY orchestrator/Cargo.toml orchestrator/
 COPY tasks/Cargo.toml tasks/
 COPY web/Cargo.toml web/
 COPY bench/Cargo.toml bench/
-RUN mkdir -p src orchestrator/src tasks/src web/src bench/src \
+COPY broker/Cargo.toml broker/
+RUN mkdir -p src orchestrator/src tasks/src web/src bench/src broker/src \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > bench/src/main.rs \
-    && touch orchestrator/src/lib.rs tasks/src/lib.rs web/src/lib.rs \
+    && echo 'fn main() {}' > broker/src/main.rs \
+    && touch src/lib.rs orchestrator/src/lib.rs tasks/src/lib.rs web/src/lib.rs \
     && cargo build --release --locked -p setlist --bin setlist \
-    && rm -rf src orchestrator/src tasks/src web/src bench/src
+    && rm -rf src orchestrator/src tasks/src web/src bench/src broker/src
 COPY . .
 # COPY keeps the files' own mtimes, which can be older than the stubs' build: touch the
 # crate roots so cargo rebuilds the workspace crates from the real sources.
-RUN touch src/main.rs orchestrator/src/lib.rs tasks/src/lib.rs web/src/lib.rs \
+RUN touch src/main.rs src/lib.rs orchestrator/src/lib.rs tasks/src/lib.rs web/src/lib.rs \
     && cargo build --release --locked -p setlist --bin setlist \
     && strip target/release/setlist
 

@@ -9,12 +9,20 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 eval "$(scripts/postgres.sh)"
-eval "$(scripts/kafka.sh)"
-eval "$(scripts/dbt.sh)"
+# dbt's virtualenv installs while cargo builds.
+scripts/dbt.sh >"${TMPDIR:-/tmp}/setlist-dbt.env" &
+dbt_install=$!
+# The broker and setlist in one cargo invocation: the crates they share (tokio, hyper,
+# rustls, aws-lc, zstd, serde ...) compile once (bench/README.md, "First run").
+packages=(-p setlist)
+[ -x "$SETLIST_HOME/tools/tansu-0.6.0/bin/tansu" ] || packages+=(-p setlist-broker)
+say "Building ${packages[*]//-p /} (release)."
+cargo build --release --locked "${packages[@]}"
+eval "$(SETLIST_BROKER_BIN="$PWD/target/release/setlist-broker" scripts/kafka.sh)"
+wait "$dbt_install" || die "Installing dbt failed (scripts/dbt.sh)."
+eval "$(cat "${TMPDIR:-/tmp}/setlist-dbt.env")"
 export DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT
 export SETLIST_STORE_URL="${SETLIST_STORE_URL:-$PWD/.setlist/lake}" SETLIST_DBT_PROJECT="$PWD/dbt"
-say "Building setlist (release)."
-cargo build --release --locked --bin setlist
 bin=target/release/setlist
 $bin db migrate
 $bin dags validate || say "Some DAG files have problems (above); the others run."
