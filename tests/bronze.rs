@@ -153,6 +153,57 @@ async fn corrupt_and_foreign_objects_fail_by_name_and_the_others_still_load() {
     assert_eq!(bad_manifest, 0);
 }
 
+/// A raw object in the layout of an earlier version: every column but `extras`.
+fn object_without_extras(events: usize, seed: u64) -> Vec<u8> {
+    let mut sim = simulation("old", events as u64);
+    sim.seed = seed;
+    let mut generator = tasks::simulate::Generator::new(&sim.world());
+    let mut builder = tasks::land::parquet::BatchBuilder::default();
+    for offset in 0..events {
+        builder.append(&generator.next_event(), 0, offset as i64);
+    }
+    let batch = builder.finish();
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| batch.schema().field(i).name() != tasks::land::parquet::EXTRAS)
+        .collect();
+    let old = batch.project(&keep).unwrap();
+    assert_eq!(old.num_columns(), batch.num_columns() - 1);
+    tasks::land::parquet::to_parquet(&old).unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn an_object_from_before_the_extras_column_loads_with_it_empty() {
+    let db = TestDb::new().await;
+    let (topic, dir) = landed(&db, 1_000, 1_000).await;
+    let old = "raw/plays/dt=2026-05-01/hr=17/before-extras.parquet";
+    stray_object(
+        &db.pool,
+        &dir,
+        &topic,
+        old,
+        0,
+        object_without_extras(250, 99),
+    )
+    .await;
+    let report = load(&db, &topic, &dir).await;
+    assert_eq!(
+        (report.rows, report.failed.len()),
+        (1_250, 0),
+        "{:?}",
+        report.failed
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            &format!(
+                "SELECT count(*) FROM bronze.plays WHERE source_object = '{old}' AND extras IS NULL"
+            )
+        )
+        .await,
+        250
+    );
+}
+
 #[tokio::test]
 async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_once() {
     let db = TestDb::new().await;

@@ -289,6 +289,21 @@ async fn poison_messages_go_to_the_dead_letter_prefix_and_the_rest_lands() {
             .await
             .unwrap();
     }
+    // A newer producer's event, with fields this version does not know: it lands,
+    // its extra fields kept beside it.
+    let mut newer = good.clone();
+    newer["event_id"] = Value::from(uuid::Uuid::new_v4().to_string());
+    newer["audiobook_chapter"] = Value::from(3);
+    newer["ad_break"] = serde_json::json!({"seconds": 30});
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key("newer")
+                .payload(&serde_json::to_vec(&newer).unwrap()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     // More good events after the poison.
     let mut after = simulate(&topic, 500, 14);
     after.partitions = 1;
@@ -300,13 +315,29 @@ async fn poison_messages_go_to_the_dead_letter_prefix_and_the_rest_lands() {
             .unwrap()
             .run(shutdown.clone()),
     );
-    wait_for_landed(&db.pool, &topic, 1_505, Duration::from_secs(120)).await;
+    wait_for_landed(&db.pool, &topic, 1_506, Duration::from_secs(120)).await;
     shutdown.cancel();
     let stats = lander.await.unwrap().unwrap();
-    assert_eq!((stats.events, stats.dead_letters), (1_500, 5));
+    assert_eq!((stats.events, stats.dead_letters), (1_501, 5));
 
     let storage = Storage::open(&dir).unwrap();
-    assert_eq!(rows(&objects(&storage, "raw/plays").await).len(), 1_500);
+    let landed = rows(&objects(&storage, "raw/plays").await);
+    assert_eq!(landed.len(), 1_501);
+    let with_extras: Vec<&Value> = landed
+        .iter()
+        .map(|(row, _, _)| row)
+        .filter(|row| row.get("extras").is_some())
+        .collect();
+    let mut want = newer.clone();
+    let want_extras = serde_json::json!({"audiobook_chapter": 3, "ad_break": {"seconds": 30}});
+    want.as_object_mut().unwrap().remove("audiobook_chapter");
+    want.as_object_mut().unwrap().remove("ad_break");
+    want["extras"] = want_extras;
+    assert_eq!(
+        with_extras,
+        vec![&want],
+        "only the newer event has extras, all of them"
+    );
     let dead: Vec<DeadLetter> = objects(&storage, "dead_letter/plays")
         .await
         .iter()

@@ -11,51 +11,117 @@ use uuid::Uuid;
 /// Messages larger than this go to the dead-letter prefix unread.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// One play. Strings borrow where they can: the simulator lends them from its
-/// catalog, the lander from the message buffer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlayEvent<'a> {
-    pub event_id: Uuid,
+/// The kind of a play field: how it is typed in Rust, in Arrow (Parquet) and in the
+/// warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A UUID, stored as its hyphenated lower-case text.
+    Uuid,
+    /// A UTC time at millisecond precision.
+    Ts,
+    /// Text.
+    Str,
+    /// A 64-bit integer.
+    I64,
+    /// true or false.
+    Bool,
+}
+
+/// One field's value, borrowed from the event, for the column writers.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldValue<'e> {
+    /// A UUID.
+    Uuid(Uuid),
+    /// Milliseconds since the Unix epoch.
+    Ts(i64),
+    /// Text.
+    Str(&'e str),
+    /// An integer.
+    I64(i64),
+    /// A switch.
+    Bool(bool),
+}
+
+/// Declares the play event once: the struct (with its serde attributes), the list of its
+/// fields with their kinds, and their values in that order. The raw Parquet schema
+/// (`land::parquet`), the bronze table (`bronze`) and Snowflake's COPY follow from
+/// [`PLAY_FIELDS`]. Adding a field is one line here (see docs/play-event.md).
+macro_rules! play_event {
+    ($($(#[$doc:meta])* $name:ident: $kind:ident),* $(,)?) => {
+        /// One play. Strings borrow where they can: the simulator lends them from its
+        /// catalog, the lander from the message buffer.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct PlayEvent<'a> {
+            $($(#[$doc])* pub $name: play_event!(@type $kind),)*
+            /// Fields this version does not know, kept as one JSON object (a newer
+            /// producer's additions); `None` when there were none.
+            #[serde(skip)]
+            pub extras: Option<String>,
+        }
+
+        /// The event's fields in order, with their kinds.
+        pub const PLAY_FIELDS: &[(&str, FieldKind)] = &[$((stringify!($name), FieldKind::$kind)),*];
+
+        impl PlayEvent<'_> {
+            /// The fields' values, in [`PLAY_FIELDS`] order.
+            pub fn values(&self) -> [FieldValue<'_>; PLAY_FIELDS.len()] {
+                [$(play_event!(@value $kind, self.$name)),*]
+            }
+        }
+    };
+    (@type Uuid) => { Uuid };
+    (@type Ts) => { DateTime<Utc> };
+    (@type Str) => { Cow<'a, str> };
+    (@type I64) => { i64 };
+    (@type Bool) => { bool };
+    (@value Uuid, $e:expr) => { FieldValue::Uuid($e) };
+    (@value Ts, $e:expr) => { FieldValue::Ts($e.timestamp_millis()) };
+    (@value Str, $e:expr) => { FieldValue::Str(&$e) };
+    (@value I64, $e:expr) => { FieldValue::I64($e) };
+    (@value Bool, $e:expr) => { FieldValue::Bool($e) };
+}
+play_event! {
+    event_id: Uuid,
     /// When the play ended, UTC, millisecond precision.
     #[serde(with = "ts_millis")]
-    pub ts: DateTime<Utc>,
+    ts: Ts,
     #[serde(borrow)]
-    pub user_id: Cow<'a, str>,
+    user_id: Str,
     #[serde(borrow)]
-    pub session_id: Cow<'a, str>,
+    session_id: Str,
     #[serde(borrow)]
-    pub track_id: Cow<'a, str>,
+    track_id: Str,
     #[serde(borrow)]
-    pub track_name: Cow<'a, str>,
+    track_name: Str,
     #[serde(borrow)]
-    pub artist_id: Cow<'a, str>,
+    artist_id: Str,
     #[serde(borrow)]
-    pub artist_name: Cow<'a, str>,
+    artist_name: Str,
     #[serde(borrow)]
-    pub album_name: Cow<'a, str>,
-    pub ms_played: i64,
-    pub track_duration_ms: i64,
+    album_name: Str,
+    ms_played: I64,
+    track_duration_ms: I64,
     #[serde(borrow)]
-    pub reason_start: Cow<'a, str>,
+    reason_start: Str,
     #[serde(borrow)]
-    pub reason_end: Cow<'a, str>,
-    pub skipped: bool,
-    pub shuffle: bool,
-    pub offline: bool,
+    reason_end: Str,
+    skipped: Bool,
+    shuffle: Bool,
+    offline: Bool,
     #[serde(borrow)]
-    pub platform: Cow<'a, str>,
+    platform: Str,
     #[serde(borrow)]
-    pub device_type: Cow<'a, str>,
+    device_type: Str,
     /// ISO 3166-1 alpha-2.
     #[serde(borrow)]
-    pub conn_country: Cow<'a, str>,
+    conn_country: Str,
     #[serde(borrow)]
-    pub region: Cow<'a, str>,
+    region: Str,
     #[serde(borrow)]
-    pub city: Cow<'a, str>,
+    city: Str,
     #[serde(borrow)]
-    pub subscription: Cow<'a, str>,
+    subscription: Str,
 }
 
 impl<'a> PlayEvent<'a> {
@@ -67,9 +133,38 @@ impl<'a> PlayEvent<'a> {
                 bytes.len()
             ));
         }
-        let event: PlayEvent<'a> =
-            serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON event: {e}"))?;
+        let event = match serde_json::from_slice::<PlayEvent<'a>>(bytes) {
+            Ok(event) => event,
+            // A field this version does not know: a newer producer. Keep the event
+            // with the unknown fields aside, instead of dead-lettering every event
+            // until the lander is upgraded. Only such events pay for a second parse.
+            Err(e) if e.to_string().starts_with("unknown field") => Self::parse_with_extras(bytes)?,
+            Err(e) => return Err(format!("invalid JSON event: {e}")),
+        };
         event.check()?;
+        Ok(event)
+    }
+
+    /// Parses an event that carries fields beyond [`PLAY_FIELDS`]: the known ones make
+    /// the event, the others its `extras`.
+    fn parse_with_extras(bytes: &[u8]) -> Result<PlayEvent<'static>, String> {
+        let mut object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON event: {e}"))?;
+        let mut extras = serde_json::Map::new();
+        let unknown: Vec<String> = object
+            .keys()
+            .filter(|k| !PLAY_FIELDS.iter().any(|(name, _)| name == k))
+            .cloned()
+            .collect();
+        for key in unknown {
+            if let Some(v) = object.remove(&key) {
+                extras.insert(key, v);
+            }
+        }
+        let known = serde_json::Value::Object(object);
+        let mut event: PlayEvent<'static> =
+            PlayEvent::deserialize(known).map_err(|e| format!("invalid JSON event: {e}"))?;
+        event.extras = Some(serde_json::Value::Object(extras).to_string());
         Ok(event)
     }
 
@@ -111,5 +206,78 @@ mod ts_millis {
             .map_err(|e| {
                 serde::de::Error::custom(format!("ts \"{text}\" is not an RFC 3339 time: {e}"))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> serde_json::Value {
+        serde_json::json!({
+            "event_id": "0b7e6bd5-1b4f-4a0a-9d0e-2f4f2f7a1c11", "ts": "2026-05-01T17:00:00.000Z",
+            "user_id": "u1", "session_id": "s1", "track_id": "t1", "track_name": "Song",
+            "artist_id": "a1", "artist_name": "Band", "album_name": "Album",
+            "ms_played": 1000, "track_duration_ms": 2000, "reason_start": "clickrow",
+            "reason_end": "trackdone", "skipped": false, "shuffle": false, "offline": false,
+            "platform": "ios", "device_type": "smartphone", "conn_country": "SE",
+            "region": "Europe", "city": "Stockholm", "subscription": "premium"
+        })
+    }
+
+    #[test]
+    fn every_field_of_the_struct_is_listed_once_in_order() {
+        let names: Vec<&str> = PLAY_FIELDS.iter().map(|(n, _)| *n).collect();
+        let json = event();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        let mut sorted_keys = keys.clone();
+        sorted_keys.sort();
+        assert_eq!(sorted, sorted_keys);
+        assert_eq!(names[0], "event_id");
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let e = PlayEvent::parse(&bytes).unwrap();
+        assert_eq!(e.values().len(), PLAY_FIELDS.len());
+        assert!(e.extras.is_none());
+    }
+
+    #[test]
+    fn fields_this_version_does_not_know_are_kept_not_fatal() {
+        let mut json = event();
+        json["podcast_episode"] = "e7".into();
+        json["volume"] = 0.8.into();
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let e = PlayEvent::parse(&bytes).unwrap();
+        assert_eq!(e.user_id, "u1");
+        let extras: serde_json::Value = serde_json::from_str(e.extras.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            extras,
+            serde_json::json!({"podcast_episode": "e7", "volume": 0.8})
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_does_not_excuse_a_bad_known_one() {
+        let mut json = event();
+        json["podcast_episode"] = "e7".into();
+        json["ms_played"] = "a lot".into();
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let err = PlayEvent::parse(&bytes).unwrap_err();
+        assert!(
+            err.starts_with("invalid JSON event: invalid type: string \"a lot\""),
+            "{err}"
+        );
+        json["ms_played"] = (-1).into();
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert_eq!(
+            PlayEvent::parse(&bytes).unwrap_err(),
+            "ms_played is negative (-1)"
+        );
     }
 }

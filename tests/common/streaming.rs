@@ -138,6 +138,14 @@ fn batch_rows(batch: &RecordBatch) -> Vec<(Value, i32, i64)> {
             let mut offset = 0;
             for (field, column) in schema.fields().iter().zip(batch.columns()) {
                 let name = field.name().as_str();
+                // Unknown fields of an event, kept as JSON text; absent when none.
+                if name == tasks::land::parquet::EXTRAS {
+                    if !column.is_null(i) {
+                        let text = column.as_string::<i32>().value(i);
+                        row.insert(name.to_string(), serde_json::from_str(text).unwrap());
+                    }
+                    continue;
+                }
                 let value = match field.data_type() {
                     DataType::Utf8 => Value::from(column.as_string::<i32>().value(i)),
                     DataType::Boolean => Value::from(column.as_boolean().value(i)),

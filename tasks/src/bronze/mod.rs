@@ -109,11 +109,32 @@ pub async fn read_object(storage: &Storage, key: &str) -> anyhow::Result<Vec<Rec
                 f.data_type(),
                 field.data_type()
             ),
+            // An object written before this nullable column existed.
+            Err(_) if field.is_nullable() => {}
             Err(_) => anyhow::bail!("{key}: column {} is missing", field.name()),
         }
     }
     let batches: Result<Vec<RecordBatch>, _> = reader.build()?.collect();
-    batches.map_err(|e| anyhow::anyhow!("{key}: {e}"))
+    let batches = batches.map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+    batches
+        .into_iter()
+        .map(|b| to_schema(&b, &expected).with_context(|| format!("{key}: cannot read")))
+        .collect()
+}
+
+/// `batch` with the columns of `schema`, in its order: a column the batch lacks (a
+/// nullable one added since it was written) is all nulls, one it has beyond the
+/// schema is left out.
+fn to_schema(batch: &RecordBatch, schema: &arrow_schema::SchemaRef) -> anyhow::Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 impl LoadBronze {

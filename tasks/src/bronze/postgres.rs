@@ -32,6 +32,42 @@ impl Postgres {
     }
 }
 
+/// The raw columns (the raw object's schema) as PostgreSQL types.
+fn raw_columns() -> Vec<(String, &'static str)> {
+    schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = match f.data_type() {
+                DataType::Utf8 => "text",
+                DataType::Int32 => "integer",
+                DataType::Int64 => "bigint",
+                DataType::Boolean => "boolean",
+                DataType::Timestamp(_, _) => "timestamptz",
+                other => unreachable!("the raw schema has no {other} column"),
+            };
+            (f.name().clone(), ty)
+        })
+        .collect()
+}
+
+/// `bronze.plays`: the raw columns as landed, plus where and when each row was
+/// loaded. No constraints on the event itself: bronze keeps what arrived; silver
+/// types, validates and de-duplicates.
+fn create_plays() -> String {
+    let columns: Vec<String> = raw_columns()
+        .into_iter()
+        .map(|(name, ty)| format!("{name} {ty}"))
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS bronze.plays ({},
+             source_object text NOT NULL,
+             load_id uuid NOT NULL,
+             loaded_at timestamptz NOT NULL DEFAULT now())",
+        columns.join(", ")
+    )
+}
+
 /// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
@@ -94,9 +130,16 @@ impl Warehouse for Postgres {
         sqlx::query("CREATE SCHEMA IF NOT EXISTS bronze")
             .execute(&mut *tx)
             .await?;
-        sqlx::query(include_str!("sql/create_bronze_plays.sql"))
+        sqlx::query(&create_plays()).execute(&mut *tx).await?;
+        // A field added to the play since the table was made: its column, empty for
+        // the rows loaded before.
+        for (name, ty) in raw_columns() {
+            sqlx::query(&format!(
+                "ALTER TABLE bronze.plays ADD COLUMN IF NOT EXISTS {name} {ty}"
+            ))
             .execute(&mut *tx)
             .await?;
+        }
         sqlx::query("CREATE INDEX IF NOT EXISTS plays_loaded_at ON bronze.plays (loaded_at)")
             .execute(&mut *tx)
             .await?;

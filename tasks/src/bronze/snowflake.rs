@@ -267,6 +267,25 @@ impl Warehouse for Snowflake {
             .collect();
         if existing < 2 {
             self.create_tables(&cols).await?;
+        } else {
+            // A field added to the play since the table was made gets its column.
+            let have: Vec<String> = self
+                .query(
+                    "SELECT column_name FROM information_schema.columns
+                     WHERE table_schema = 'BRONZE' AND table_name = 'PLAYS'",
+                )
+                .await?
+                .iter()
+                .filter_map(|row| text(row, "column_name").ok().flatten())
+                .map(|c| c.to_lowercase())
+                .collect();
+            for (name, ty) in columns() {
+                // No columns listed: the server does not say; leave the table be.
+                if !have.is_empty() && !have.contains(&name) {
+                    self.query(&format!("ALTER TABLE bronze.plays ADD COLUMN {name} {ty}"))
+                        .await?;
+                }
+            }
         }
         if let Some(url) = &self.config.stage_url {
             let integration = self

@@ -1,5 +1,6 @@
-//! The raw Parquet layout: the event's own fields, typed, plus the Kafka partition
-//! and offset each row came from.
+//! The raw Parquet layout: the event's own fields, typed (as [`PLAY_FIELDS`] says),
+//! the Kafka partition and offset each row came from, and the fields the event had
+//! that this version does not know.
 
 use std::sync::Arc;
 
@@ -14,73 +15,82 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::play::PlayEvent;
+use crate::play::{FieldKind, FieldValue, PLAY_FIELDS, PlayEvent};
 
-const STRINGS: [&str; 16] = [
-    "event_id",
-    "user_id",
-    "session_id",
-    "track_id",
-    "track_name",
-    "artist_id",
-    "artist_name",
-    "album_name",
-    "reason_start",
-    "reason_end",
-    "platform",
-    "device_type",
-    "conn_country",
-    "region",
-    "city",
-    "subscription",
-];
+/// The column of each event's unknown fields (JSON text; null when there were none).
+pub const EXTRAS: &str = "extras";
 
-/// The schema of every raw object.
+/// The Arrow type of a play field.
+pub fn data_type(kind: FieldKind) -> DataType {
+    match kind {
+        FieldKind::Uuid | FieldKind::Str => DataType::Utf8,
+        FieldKind::Ts => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        FieldKind::I64 => DataType::Int64,
+        FieldKind::Bool => DataType::Boolean,
+    }
+}
+
+/// The schema of every raw object: the play's fields in [`PLAY_FIELDS`] order, the
+/// Kafka partition and offset, and the event's unknown fields.
 pub fn schema() -> SchemaRef {
-    let s = |n: &str| Field::new(n, DataType::Utf8, false);
-    Arc::new(Schema::new(vec![
-        s("event_id"),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        s("user_id"),
-        s("session_id"),
-        s("track_id"),
-        s("track_name"),
-        s("artist_id"),
-        s("artist_name"),
-        s("album_name"),
-        Field::new("ms_played", DataType::Int64, false),
-        Field::new("track_duration_ms", DataType::Int64, false),
-        s("reason_start"),
-        s("reason_end"),
-        Field::new("skipped", DataType::Boolean, false),
-        Field::new("shuffle", DataType::Boolean, false),
-        Field::new("offline", DataType::Boolean, false),
-        s("platform"),
-        s("device_type"),
-        s("conn_country"),
-        s("region"),
-        s("city"),
-        s("subscription"),
-        Field::new("kafka_partition", DataType::Int32, false),
-        Field::new("kafka_offset", DataType::Int64, false),
-    ]))
+    let mut fields: Vec<Field> = PLAY_FIELDS
+        .iter()
+        .map(|(name, kind)| Field::new(*name, data_type(*kind), false))
+        .collect();
+    fields.push(Field::new("kafka_partition", DataType::Int32, false));
+    fields.push(Field::new("kafka_offset", DataType::Int64, false));
+    fields.push(Field::new(EXTRAS, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// One column being built.
+enum Column {
+    Str(StringBuilder),
+    Ts(TimestampMillisecondBuilder),
+    I64(Int64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl Column {
+    fn new(kind: FieldKind) -> Self {
+        match kind {
+            FieldKind::Uuid | FieldKind::Str => Column::Str(StringBuilder::new()),
+            FieldKind::Ts => Column::Ts(TimestampMillisecondBuilder::new().with_timezone("UTC")),
+            FieldKind::I64 => Column::I64(Int64Builder::new()),
+            FieldKind::Bool => Column::Bool(BooleanBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, value: FieldValue<'_>) {
+        match (self, value) {
+            (Column::Str(b), FieldValue::Uuid(id)) => b.append_value(
+                id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
+            (Column::Str(b), FieldValue::Str(v)) => b.append_value(v),
+            (Column::Ts(b), FieldValue::Ts(ms)) => b.append_value(ms),
+            (Column::I64(b), FieldValue::I64(v)) => b.append_value(v),
+            (Column::Bool(b), FieldValue::Bool(v)) => b.append_value(v),
+            _ => unreachable!("a field's value has its field's kind"),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::Str(b) => Arc::new(b.finish()),
+            Column::Ts(b) => Arc::new(b.finish()),
+            Column::I64(b) => Arc::new(b.finish()),
+            Column::Bool(b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 /// Column builders for one batch.
 pub struct BatchBuilder {
-    strings: Vec<StringBuilder>,
-    ts: TimestampMillisecondBuilder,
-    ms_played: Int64Builder,
-    duration: Int64Builder,
-    skipped: BooleanBuilder,
-    shuffle: BooleanBuilder,
-    offline: BooleanBuilder,
+    fields: Vec<Column>,
     partition: Int32Builder,
     offset: Int64Builder,
+    extras: StringBuilder,
     pub rows: usize,
     pub first_ts: Option<DateTime<Utc>>,
     pub min_ts: Option<DateTime<Utc>>,
@@ -90,15 +100,13 @@ pub struct BatchBuilder {
 impl Default for BatchBuilder {
     fn default() -> Self {
         Self {
-            strings: (0..STRINGS.len()).map(|_| StringBuilder::new()).collect(),
-            ts: TimestampMillisecondBuilder::new().with_timezone("UTC"),
-            ms_played: Int64Builder::new(),
-            duration: Int64Builder::new(),
-            skipped: BooleanBuilder::new(),
-            shuffle: BooleanBuilder::new(),
-            offline: BooleanBuilder::new(),
+            fields: PLAY_FIELDS
+                .iter()
+                .map(|(_, kind)| Column::new(*kind))
+                .collect(),
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
+            extras: StringBuilder::new(),
             rows: 0,
             first_ts: None,
             min_ts: None,
@@ -109,36 +117,12 @@ impl Default for BatchBuilder {
 
 impl BatchBuilder {
     pub fn append(&mut self, e: &PlayEvent<'_>, partition: i32, offset: i64) {
-        let mut id = uuid::Uuid::encode_buffer();
-        let values: [&str; 16] = [
-            e.event_id.hyphenated().encode_lower(&mut id),
-            &e.user_id,
-            &e.session_id,
-            &e.track_id,
-            &e.track_name,
-            &e.artist_id,
-            &e.artist_name,
-            &e.album_name,
-            &e.reason_start,
-            &e.reason_end,
-            &e.platform,
-            &e.device_type,
-            &e.conn_country,
-            &e.region,
-            &e.city,
-            &e.subscription,
-        ];
-        for (b, v) in self.strings.iter_mut().zip(values) {
-            b.append_value(v);
+        for (column, value) in self.fields.iter_mut().zip(e.values()) {
+            column.push(value);
         }
-        self.ts.append_value(e.ts.timestamp_millis());
-        self.ms_played.append_value(e.ms_played);
-        self.duration.append_value(e.track_duration_ms);
-        self.skipped.append_value(e.skipped);
-        self.shuffle.append_value(e.shuffle);
-        self.offline.append_value(e.offline);
         self.partition.append_value(partition);
         self.offset.append_value(offset);
+        self.extras.append_option(e.extras.as_deref());
         self.rows += 1;
         self.first_ts.get_or_insert(e.ts);
         self.min_ts = Some(self.min_ts.map_or(e.ts, |t| t.min(e.ts)));
@@ -147,37 +131,10 @@ impl BatchBuilder {
 
     /// The batch so far; the builder is empty afterwards.
     pub fn finish(&mut self) -> RecordBatch {
-        let mut s = self
-            .strings
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef);
-        let mut next = || s.next().expect("16 string columns");
-        let columns: Vec<ArrayRef> = vec![
-            next(),
-            Arc::new(self.ts.finish()),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            Arc::new(self.ms_played.finish()),
-            Arc::new(self.duration.finish()),
-            next(),
-            next(),
-            Arc::new(self.skipped.finish()),
-            Arc::new(self.shuffle.finish()),
-            Arc::new(self.offline.finish()),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            Arc::new(self.partition.finish()),
-            Arc::new(self.offset.finish()),
-        ];
+        let mut columns: Vec<ArrayRef> = self.fields.iter_mut().map(Column::finish).collect();
+        columns.push(Arc::new(self.partition.finish()));
+        columns.push(Arc::new(self.offset.finish()));
+        columns.push(Arc::new(self.extras.finish()));
         self.rows = 0;
         self.first_ts = None;
         self.min_ts = None;

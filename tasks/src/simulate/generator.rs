@@ -214,6 +214,7 @@ impl Generator {
             region: Cow::Borrowed(c.region),
             city: Cow::Borrowed(listener.city),
             subscription: Cow::Borrowed(listener.subscription),
+            extras: None,
         }
     }
 }
