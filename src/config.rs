@@ -394,9 +394,10 @@ impl Provider for Layer {
 }
 
 /// The `SETLIST_*` variables (and the older aliases) of `vars`, one layer each, the
-/// older names first so that a key's own variable wins. A `SETLIST_` variable that
-/// names no key is an error, so that a typo is not silently ignored; the variables the
-/// scripts and tests use for themselves are let through.
+/// older names first so that a key's own variable wins. A variable inside a section's
+/// names (`SETLIST_KAFKA_...`) that names no key is an error, so that a typo is not
+/// silently ignored; others (`SETLIST_HOME`, the scripts' `SETLIST_FAKESNOW_URL`) are
+/// not settings and are let through.
 fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer>> {
     let keys = keys();
     let defaults = serde_json::to_value(Config::default()).expect("serialises");
@@ -431,10 +432,15 @@ fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer>> {
         if value.is_empty() {
             continue;
         }
+        let in_a_section = keys
+            .iter()
+            .filter_map(|k| k.split_once('.'))
+            .any(|(section, _)| rest.starts_with(&format!("{}_", section.to_uppercase())));
         match keys.iter().find(|k| env_name(k) == *name) {
             Some(key) => layers.push(layer(key, name, value)),
             None if ENV_ALIASES.iter().any(|(a, _)| a == name) || is_tooling(rest) => {}
-            None => unknown.push(name.clone()),
+            None if in_a_section => unknown.push(name.clone()),
+            None => {}
         }
     }
     if !unknown.is_empty() {
@@ -446,29 +452,18 @@ fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer>> {
     Ok(layers)
 }
 
-/// Variables of the scripts, the tests and the benchmarks, which are not settings.
+/// Variables inside a section's names that are not settings: the dbt profile's own
+/// SETLIST_WAREHOUSE_* (set from warehouse.url for dbt) and the scripts' broker port.
 fn is_tooling(rest: &str) -> bool {
-    // The dbt profile's own SETLIST_WAREHOUSE_* are set from warehouse.url for dbt;
-    // the Airflow and Snowflake kinds still read theirs until they take connections.
-    const PREFIXES: &[&str] = &[
-        "HOME",
-        "PG_",
-        "TEST",
-        "LOG",
-        "BENCH",
-        "CHROM",
-        "SCHEMATHESIS",
-        "AIRFLOW",
+    const NAMES: &[&str] = &[
         "KAFKA_PORT",
-        "S3_",
-        "SNOWFLAKE",
         "WAREHOUSE_HOST",
         "WAREHOUSE_PORT",
         "WAREHOUSE_USER",
         "WAREHOUSE_PASSWORD",
         "WAREHOUSE_DB",
     ];
-    rest == "WEB" || PREFIXES.iter().any(|p| rest.starts_with(p))
+    NAMES.contains(&rest)
 }
 
 /// Checks that serde cannot express.

@@ -202,6 +202,19 @@ fn a_misspelt_variable_is_an_error_not_ignored() {
         e,
         "unknown setting SETLIST_KAFKA_BROKER: no key is named so (`setlist config show` lists every variable)"
     );
+    // Variables of the scripts and tools outside the settings' sections are no settings.
+    load(
+        None,
+        &vars(&[
+            ("SETLIST_FAKESNOW_URL", "http://127.0.0.1:18444"),
+            ("SETLIST_HOME", "/root/.cache/setlist"),
+            ("SETLIST_KAFKA_PORT", "19092"),
+            ("SETLIST_WAREHOUSE_DB", "setlist"),
+            ("SETLIST_AIRFLOW_URL", "http://127.0.0.1:8081"),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
 }
 
 #[test]

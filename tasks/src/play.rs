@@ -47,13 +47,13 @@ pub enum FieldValue<'e> {
 /// (`land::parquet`), the bronze table (`bronze`) and Snowflake's COPY follow from
 /// [`PLAY_FIELDS`]. Adding a field is one line here (see docs/play-event.md).
 macro_rules! play_event {
-    ($($(#[$doc:meta])* $name:ident: $kind:ident),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty as $kind:ident),* $(,)?) => {
         /// One play. Strings borrow where they can: the simulator lends them from its
         /// catalog, the lander from the message buffer.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct PlayEvent<'a> {
-            $($(#[$doc])* pub $name: play_event!(@type $kind),)*
+            $($(#[$doc])* pub $name: $ty,)*
             /// Fields this version does not know, kept as one JSON object (a newer
             /// producer's additions); `None` when there were none.
             #[serde(skip)]
@@ -70,11 +70,6 @@ macro_rules! play_event {
             }
         }
     };
-    (@type Uuid) => { Uuid };
-    (@type Ts) => { DateTime<Utc> };
-    (@type Str) => { Cow<'a, str> };
-    (@type I64) => { i64 };
-    (@type Bool) => { bool };
     (@value Uuid, $e:expr) => { FieldValue::Uuid($e) };
     (@value Ts, $e:expr) => { FieldValue::Ts($e.timestamp_millis()) };
     (@value Str, $e:expr) => { FieldValue::Str(&$e) };
@@ -82,46 +77,46 @@ macro_rules! play_event {
     (@value Bool, $e:expr) => { FieldValue::Bool($e) };
 }
 play_event! {
-    event_id: Uuid,
+    event_id: Uuid as Uuid,
     /// When the play ended, UTC, millisecond precision.
     #[serde(with = "ts_millis")]
-    ts: Ts,
+    ts: DateTime<Utc> as Ts,
     #[serde(borrow)]
-    user_id: Str,
+    user_id: Cow<'a, str> as Str,
     #[serde(borrow)]
-    session_id: Str,
+    session_id: Cow<'a, str> as Str,
     #[serde(borrow)]
-    track_id: Str,
+    track_id: Cow<'a, str> as Str,
     #[serde(borrow)]
-    track_name: Str,
+    track_name: Cow<'a, str> as Str,
     #[serde(borrow)]
-    artist_id: Str,
+    artist_id: Cow<'a, str> as Str,
     #[serde(borrow)]
-    artist_name: Str,
+    artist_name: Cow<'a, str> as Str,
     #[serde(borrow)]
-    album_name: Str,
-    ms_played: I64,
-    track_duration_ms: I64,
+    album_name: Cow<'a, str> as Str,
+    ms_played: i64 as I64,
+    track_duration_ms: i64 as I64,
     #[serde(borrow)]
-    reason_start: Str,
+    reason_start: Cow<'a, str> as Str,
     #[serde(borrow)]
-    reason_end: Str,
-    skipped: Bool,
-    shuffle: Bool,
-    offline: Bool,
+    reason_end: Cow<'a, str> as Str,
+    skipped: bool as Bool,
+    shuffle: bool as Bool,
+    offline: bool as Bool,
     #[serde(borrow)]
-    platform: Str,
+    platform: Cow<'a, str> as Str,
     #[serde(borrow)]
-    device_type: Str,
+    device_type: Cow<'a, str> as Str,
     /// ISO 3166-1 alpha-2.
     #[serde(borrow)]
-    conn_country: Str,
+    conn_country: Cow<'a, str> as Str,
     #[serde(borrow)]
-    region: Str,
+    region: Cow<'a, str> as Str,
     #[serde(borrow)]
-    city: Str,
+    city: Cow<'a, str> as Str,
     #[serde(borrow)]
-    subscription: Str,
+    subscription: Cow<'a, str> as Str,
 }
 
 impl<'a> PlayEvent<'a> {
