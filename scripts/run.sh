@@ -15,8 +15,12 @@ dbt_install=$!
 # The broker and setlist in one cargo invocation: the crates they share (tokio, hyper,
 # rustls, aws-lc, zstd, serde ...) compile once (bench/README.md, "First run").
 packages=(-p setlist)
-[ -x "$SETLIST_HOME/tools/tansu-0.6.0/bin/tansu" ] || packages+=(-p setlist-broker)
-say "Building ${packages[*]//-p /} (release)."
+what="setlist"
+if [ ! -x "$SETLIST_HOME/tools/tansu-0.6.0/bin/tansu" ]; then
+    packages+=(-p setlist-broker)
+    what="setlist and the broker (once per machine)"
+fi
+say "Building $what (release)."
 cargo build --release --locked "${packages[@]}"
 eval "$(SETLIST_BROKER_BIN="$PWD/target/release/setlist-broker" scripts/kafka.sh)"
 wait "$dbt_install" || die "Installing dbt failed (scripts/dbt.sh)."

@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod config;
+pub mod shutdown;
 pub mod supervise;
 
 pub use app::{App, Services};
 pub use config::Config;
+pub use shutdown::shutdown_on_signal;

@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SETLIST_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tokio_cron_scheduler=warn".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,6 +1,8 @@
 //! Setlist's DAG engine. It knows DAGs, runs, tasks and their states, and nothing of
 //! Kafka, object stores or dbt: task kinds plug in through [`registry::Registry`].
 
+#![warn(missing_docs)]
+
 pub mod dag;
 pub mod error;
 pub mod registry;

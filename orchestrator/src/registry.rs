@@ -13,7 +13,9 @@ use crate::task::Task;
 /// inside `params` (empty for the table as a whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamError {
+    /// Where the bad field sits in `params`, one key per element, so messages can point at it.
     pub path: Vec<String>,
+    /// What is wrong with it, shown to whoever wrote the DAG file.
     pub message: String,
 }
 
@@ -65,6 +67,7 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
+    /// An empty registry, for the binary (or a test) to register its kinds on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -88,6 +91,7 @@ impl Registry {
         self
     }
 
+    /// Whether `kind` is registered, so DAG loading can reject unknown kinds early.
     pub fn contains(&self, kind: &str) -> bool {
         self.kinds.contains_key(kind)
     }

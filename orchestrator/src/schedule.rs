@@ -22,7 +22,9 @@ pub struct Schedule {
 /// A half-open data interval `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Interval {
+    /// The logical date of the run that processes this interval.
     pub start: DateTime<Utc>,
+    /// When the interval closes and its run becomes due (exclusive).
     pub end: DateTime<Utc>,
 }
 
@@ -75,14 +77,17 @@ impl Schedule {
         })
     }
 
+    /// The cron expression as written, for pages and the API; `None` for manual DAGs.
     pub fn expr(&self) -> Option<&str> {
         self.expr.as_deref()
     }
 
+    /// The zone the cron fields are read in, so pages can show local fire times.
     pub fn timezone(&self) -> Tz {
         self.timezone
     }
 
+    /// Whether the DAG only runs when triggered, so the scheduler skips it.
     pub fn is_manual(&self) -> bool {
         self.cron.is_none()
     }
@@ -109,6 +114,12 @@ impl Schedule {
         cron.find_previous_occurrence(&t.with_timezone(&self.timezone), true)
             .ok()
             .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The first fire time strictly after `t`: when the next interval ends and its
+    /// run becomes due. `None` for a manual DAG.
+    pub fn next_fire_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next(t, false)
     }
 
     /// The interval that starts at the first fire time at or after `t`.
@@ -168,6 +179,29 @@ mod tests {
     fn six_fields_are_rejected_with_a_count() {
         let err = Schedule::cron("0 */5 * * * *", Tz::UTC).unwrap_err();
         assert!(err.contains("found 6"), "{err}");
+    }
+
+    #[test]
+    fn the_next_fire_is_strictly_after_now_in_the_dag_s_own_timezone() {
+        let s = Schedule::cron("*/5 * * * *", Tz::UTC).unwrap();
+        assert_eq!(
+            s.next_fire_after(utc(2026, 1, 1, 10, 2)),
+            Some(utc(2026, 1, 1, 10, 5))
+        );
+        assert_eq!(
+            s.next_fire_after(utc(2026, 1, 1, 10, 5)),
+            Some(utc(2026, 1, 1, 10, 10))
+        );
+        // 06:00 in Berlin is 05:00 UTC in winter and 04:00 UTC after spring forward.
+        let berlin = Schedule::cron("0 6 * * *", "Europe/Berlin".parse().unwrap()).unwrap();
+        assert_eq!(
+            berlin.next_fire_after(utc(2026, 3, 28, 6, 0)),
+            Some(utc(2026, 3, 29, 4, 0))
+        );
+        assert_eq!(
+            Schedule::manual(Tz::UTC).next_fire_after(utc(2026, 1, 1, 0, 0)),
+            None
+        );
     }
 
     #[test]

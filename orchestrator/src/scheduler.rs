@@ -1,6 +1,8 @@
 //! The scheduler: turns cron ticks into runs, starts queued runs within each DAG's
 //! max_active_runs, and reaps lost workers. [`Scheduler::tick`] is one whole pass, so
-//! tests drive it with any clock; [`Scheduler::run`] calls it on every wake-up.
+//! tests drive it with any clock; [`Scheduler::run`] calls it on every wake-up: at
+//! the next fire time of any DAG (croner computes it in the DAG's own timezone), when
+//! a run is triggered or ends (LISTEN), and every housekeeping interval.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,8 +11,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::mpsc;
-use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
 use crate::dag::{Dag, DagBag, load_dir};
@@ -22,6 +22,7 @@ use crate::store::{SCHEDULER_CHANNEL, dags, datasets, transitions, workers};
 /// How the scheduler behaves.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
+    /// The folder of DAG files to load, and to re-read every reload interval.
     pub dags_dir: PathBuf,
     /// A worker silent for this long is given up and its work retried.
     pub worker_timeout: Duration,
@@ -35,6 +36,7 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
+    /// A config for `dags_dir` with the defaults the CLI and tests start from.
     pub fn new(dags_dir: impl Into<PathBuf>) -> Self {
         Self {
             dags_dir: dags_dir.into(),
@@ -49,12 +51,17 @@ impl SchedulerConfig {
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickOutcome {
+    /// Runs created for due intervals or for new data, for logs and tests.
     pub runs_created: usize,
+    /// Queued runs moved to running under their DAG's max_active_runs.
     pub runs_started: usize,
+    /// Attempts handed back because their worker went silent.
     pub attempts_reaped: usize,
+    /// Runs given their final state because no task is left to run.
     pub runs_finalized: usize,
 }
 
+/// Owns the loaded DAGs and drives runs through their life; one per deployment.
 pub struct Scheduler {
     pool: PgPool,
     registry: Arc<Registry>,
@@ -63,6 +70,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler over `pool`; call `reload` or `run` before it knows any DAG.
     pub fn new(pool: PgPool, registry: Arc<Registry>, config: SchedulerConfig) -> Self {
         Self {
             pool,
@@ -84,6 +92,7 @@ impl Scheduler {
         Ok(&self.bag)
     }
 
+    /// The DAGs the last reload found, for callers that list or check them.
     pub fn dags(&self) -> &DagBag {
         &self.bag
     }
@@ -159,26 +168,21 @@ impl Scheduler {
         Ok(created)
     }
 
-    /// Runs until `shutdown`: ticks at every minute (by tokio-cron-scheduler), when a run
-    /// is triggered or ends (LISTEN), and every housekeeping interval.
+    /// The earliest time after `now` at which a DAG's next run becomes due.
+    pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.bag
+            .dags
+            .iter()
+            .filter_map(|d| d.schedule.next_fire_after(now))
+            .min()
+    }
+
+    /// Runs until `shutdown`, ticking at the next due time of any DAG, when a run is
+    /// triggered or ends (LISTEN), and every housekeeping interval. The due time is
+    /// worked out again after every wake-up, in each DAG's timezone, so a DST change
+    /// or a reloaded DAG file moves it at once.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.reload().await?;
-        let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-        let cron = JobScheduler::new().await?;
-        // One UTC job at second 0 of every minute: DAG schedules have minute
-        // resolution, and the interval arithmetic (with each DAG's timezone and DST)
-        // happens in `tick`. Per-DAG jobs would fix each timezone's UTC offset at
-        // creation and drift by an hour after a DST change.
-        let tx = wake_tx.clone();
-        cron.add(Job::new_async("0 * * * * *", move |_, _| {
-            let tx = tx.clone();
-            Box::pin(async move {
-                let _ = tx.try_send(());
-            })
-        })?)
-        .await?;
-        cron.start().await?;
-
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(SCHEDULER_CHANNEL).await?;
         let mut housekeeping = tokio::time::interval(self.config.housekeeping_interval);
@@ -190,9 +194,17 @@ impl Scheduler {
             "Scheduler started."
         );
         loop {
+            let due = self.next_due(Utc::now());
+            let until_due = async {
+                match due.and_then(|at| (at - Utc::now()).to_std().ok()) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None if due.is_some() => {}
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wake_rx.recv() => {}
+                _ = until_due => {}
                 n = listener.recv() => { n?; }
                 _ = housekeeping.tick() => {}
                 _ = reload.tick() => { self.reload().await?; }
@@ -205,8 +217,6 @@ impl Scheduler {
                 }
             }
         }
-        let mut cron = cron;
-        cron.shutdown().await?;
         tracing::info!("Scheduler stopped.");
         Ok(())
     }

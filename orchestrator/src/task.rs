@@ -24,13 +24,17 @@ pub trait Task: Send + Sync {
 /// Everything an attempt knows about the run it belongs to.
 #[derive(Debug)]
 pub struct TaskContext {
+    /// The DAG the run belongs to, for log lines and for names a task derives (paths, tables).
     pub dag_id: String,
+    /// The run's id in the state store, to tell runs of one DAG apart.
     pub run_id: i64,
+    /// This task's id within the DAG.
     pub task_id: String,
     /// The run's logical date: the start of its data interval for scheduled runs.
     pub logical_date: DateTime<Utc>,
     /// The half-open data interval `[start, end)` this run processes.
     pub data_interval_start: DateTime<Utc>,
+    /// The exclusive end of the data interval.
     pub data_interval_end: DateTime<Utc>,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub try_number: i32,
@@ -81,13 +85,16 @@ impl TaskContext {
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {
+    /// The child process's standard output.
     Stdout,
+    /// The child process's standard error.
     Stderr,
     /// Lines the task or the engine writes itself.
     Task,
 }
 
 impl LogStream {
+    /// The name the state store and the API use.
     pub fn as_str(self) -> &'static str {
         match self {
             LogStream::Stdout => "stdout",
@@ -100,8 +107,11 @@ impl LogStream {
 /// One log line on its way to the state store.
 #[derive(Debug)]
 pub struct LogLine {
+    /// When the line was written, so batching does not reorder or re-time it.
     pub at: DateTime<Utc>,
+    /// Which stream it came from, so pages can tell errors from output.
     pub stream: LogStream,
+    /// The text as the task or its process wrote it.
     pub line: String,
 }
 
@@ -123,6 +133,7 @@ impl LogSink {
         Self { tx: None }
     }
 
+    /// Sends `line` as from `stream`; dropped silently if the writer has gone.
     pub fn write(&self, stream: LogStream, line: impl Into<String>) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(LogLine {

@@ -20,6 +20,7 @@ pub enum TriggerRule {
 }
 
 impl TriggerRule {
+    /// The names DAG files may write in `trigger_rule`, for error messages that list them.
     pub const NAMES: [&'static str; 5] = [
         "all_success",
         "all_done",
@@ -28,10 +29,12 @@ impl TriggerRule {
         "none_failed",
     ];
 
+    /// The rule a DAG file names, or `None` so the loader can report a bad name.
     pub fn parse(name: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
     }
 
+    /// The name DAG files, the state store and the API use.
     pub fn as_str(self) -> &'static str {
         match self {
             TriggerRule::AllSuccess => "all_success",
@@ -104,10 +107,15 @@ impl TriggerRule {
 /// How many upstream tasks are in each terminal state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UpstreamCounts {
+    /// All upstream tasks, finished or not, so rules can tell when every one is done.
     pub total: i64,
+    /// Upstream tasks that succeeded.
     pub success: i64,
+    /// Upstream tasks that failed themselves.
     pub failed: i64,
+    /// Upstream tasks that never ran because their own upstream failed.
     pub upstream_failed: i64,
+    /// Upstream tasks their trigger rule skipped.
     pub skipped: i64,
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use setlist::Services;
 use setlist::config::Flags;
-use tokio_util::sync::CancellationToken;
+use setlist::shutdown_on_signal;
 
 use super::{Ctx, parse_duration};
 
@@ -117,23 +117,6 @@ impl StandaloneArgs {
             .set("web.public_reads", self.public_reads.then_some(true))
             .set("store.url", self.store_url.clone())
     }
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("Shutting down.");
-        t.cancel();
-    });
-    token
 }
 
 pub async fn scheduler(ctx: &Ctx) -> anyhow::Result<ExitCode> {

@@ -135,7 +135,7 @@ pub async fn simulate(ctx: &Ctx, args: SimulateArgs) -> anyhow::Result<ExitCode>
         history_rate: args.history_rate,
     };
     orchestrator::TaskConfig::validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let shutdown = super::services::shutdown_on_signal();
+    let shutdown = setlist::shutdown_on_signal();
     let stats = produce(&config, shutdown, Duration::from_secs(5), |s, rate| {
         eprintln!(
             "produced {} events ({rate:.0}/s), {} delivered, {} failed",
@@ -167,7 +167,7 @@ pub async fn land(ctx: &Ctx, args: LandArgs) -> anyhow::Result<ExitCode> {
         ..app.lander_config()
     };
     let stats = Lander::new(config, app.pool.clone())?
-        .run(super::services::shutdown_on_signal())
+        .run(setlist::shutdown_on_signal())
         .await?;
     println!(
         "Landed {} events in {} objects; {} dead-lettered.",

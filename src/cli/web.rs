@@ -36,7 +36,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         web: true,
         ..Services::default()
     };
-    app.run(services, super::services::shutdown_on_signal())
-        .await?;
+    app.run(services, setlist::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -30,8 +30,11 @@ pub struct KafkaConfig {
 /// One partition's offsets: `low` is the first still kept, `high` the next to come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermarks {
+    /// The partition these offsets are of.
     pub partition: i32,
+    /// The oldest offset the broker still keeps, so the health page can tell what is retained.
     pub low: i64,
+    /// The offset the next event will get; `high - low` is how many events are kept.
     pub high: i64,
 }
 

@@ -1,6 +1,8 @@
 //! Setlist's task kinds. Each kind is a config struct deserialised from a task's
 //! `params` that implements the engine's `Task` trait; [`registry`] lists them all.
 
+#![warn(missing_docs)]
+
 pub mod airflow;
 pub mod bronze;
 pub mod dbt;

@@ -77,44 +77,64 @@ macro_rules! play_event {
     (@value Bool, $e:expr) => { FieldValue::Bool($e) };
 }
 play_event! {
+    /// The play's unique id, the key every de-duplication uses.
     event_id: Uuid as Uuid,
     /// When the play ended, UTC, millisecond precision.
     #[serde(with = "ts_millis")]
     ts: DateTime<Utc> as Ts,
+    /// The listener; also the message key, so a listener's plays stay in order.
     #[serde(borrow)]
     user_id: Cow<'a, str> as Str,
+    /// The listening session (plays under 30 minutes apart on one device).
     #[serde(borrow)]
     session_id: Cow<'a, str> as Str,
+    /// The track's stable id, to join plays to the catalog.
     #[serde(borrow)]
     track_id: Cow<'a, str> as Str,
+    /// The track's title, so reports need no catalog lookup.
     #[serde(borrow)]
     track_name: Cow<'a, str> as Str,
+    /// The artist's stable id, to group plays by artist.
     #[serde(borrow)]
     artist_id: Cow<'a, str> as Str,
+    /// The artist's name, so reports need no catalog lookup.
     #[serde(borrow)]
     artist_name: Cow<'a, str> as Str,
+    /// The album the track is on, for album-level reports.
     #[serde(borrow)]
     album_name: Cow<'a, str> as Str,
+    /// How long the track played, the measure of listening time.
     ms_played: i64 as I64,
+    /// The track's length, to tell a full play from a partial one.
     track_duration_ms: i64 as I64,
+    /// Why the play started (`clickrow`, `playbtn`, ...), as in Spotify's export.
     #[serde(borrow)]
     reason_start: Cow<'a, str> as Str,
+    /// Why it ended (`trackdone`, `fwdbtn`, `endplay`), as in Spotify's export.
     #[serde(borrow)]
     reason_end: Cow<'a, str> as Str,
+    /// Whether the listener cut it short within 30 seconds, for skip rates.
     skipped: bool as Bool,
+    /// Whether the session plays in shuffle, which makes skips likelier.
     shuffle: bool as Bool,
+    /// Whether it played from downloads, so offline listening can be counted.
     offline: bool as Bool,
+    /// The device's operating system or app, for platform reports.
     #[serde(borrow)]
     platform: Cow<'a, str> as Str,
+    /// The kind of device (smartphone, car, ...), for device reports.
     #[serde(borrow)]
     device_type: Cow<'a, str> as Str,
     /// ISO 3166-1 alpha-2.
     #[serde(borrow)]
     conn_country: Cow<'a, str> as Str,
+    /// The wider region of `conn_country`, to group countries.
     #[serde(borrow)]
     region: Cow<'a, str> as Str,
+    /// The listener's city, for local reports.
     #[serde(borrow)]
     city: Cow<'a, str> as Str,
+    /// The listener's plan (premium, free, family, student), to compare tiers.
     #[serde(borrow)]
     subscription: Cow<'a, str> as Str,
 }
@@ -190,10 +210,12 @@ impl<'a> PlayEvent<'a> {
 mod ts_millis {
     use super::*;
 
+    /// Writes the time as RFC 3339 with milliseconds and `Z`, the form the events carry.
     pub fn serialize<S: serde::Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
+    /// Reads an RFC 3339 time with any offset, as UTC.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let text = <Cow<'de, str>>::deserialize(d)?;
         DateTime::parse_from_rfc3339(&text)

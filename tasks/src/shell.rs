@@ -14,6 +14,7 @@ use tokio::process::Command;
 
 use crate::process::run_logged;
 
+/// The `shell` task's params: a command line and where and how to run it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shell {

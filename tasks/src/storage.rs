@@ -13,12 +13,16 @@ use object_store::path::Path;
 /// A store and the prefix inside it that every key of ours starts with.
 #[derive(Clone, Debug)]
 pub struct Storage {
+    /// The store itself, shared by every clone.
     pub store: Arc<dyn ObjectStore>,
+    /// The prefix every key lives under (empty for a local folder).
     pub root: Path,
+    /// The URL it was opened from, for messages and to derive a stage URL.
     pub url: String,
 }
 
 impl Storage {
+    /// Opens the store `url` names, with S3 settings from the environment.
     pub fn open(url: &str) -> anyhow::Result<Self> {
         Self::open_with(url, &[])
     }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 #[derive(Clone)]
 pub struct Token([u8; 32]);

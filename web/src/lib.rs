@@ -7,6 +7,7 @@
 
 mod api;
 mod auth;
+mod error;
 mod metrics;
 mod pages;
 

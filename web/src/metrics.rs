@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 type Labels = Vec<(&'static str, String)>;
 

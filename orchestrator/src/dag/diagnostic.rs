@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 /// One problem found in a DAG file, located by line and column (both 1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The DAG file the problem is in.
     pub file: PathBuf,
+    /// The 1-based line, so editors can jump to it.
     pub line: usize,
+    /// The 1-based column, counted in characters.
     pub column: usize,
+    /// What is wrong, in words for whoever wrote the file.
     pub message: String,
 }
 

@@ -50,11 +50,14 @@ const TASK_KEYS: &[&str] = &[
 /// Every DAG in a folder that loaded, and every problem of those that did not.
 #[derive(Debug, Default)]
 pub struct DagBag {
+    /// The DAGs that loaded, for the scheduler to run and the store to record.
     pub dags: Vec<Dag>,
+    /// Every problem of the files that did not load, for logs, the CLI and the pages.
     pub errors: Vec<Diagnostic>,
 }
 
 impl DagBag {
+    /// The loaded DAG named `id`, for callers that hold an id from a run or a request.
     pub fn get(&self, id: &str) -> Option<&Dag> {
         self.dags.iter().find(|d| d.id == id)
     }

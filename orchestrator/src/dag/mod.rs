@@ -20,20 +20,26 @@ use crate::trigger_rule::TriggerRule;
 /// A validated DAG.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dag {
+    /// The name runs, the CLI and the API refer to the DAG by; unique across the folder.
     pub id: String,
+    /// Free text for the pages, saying what the DAG does.
     pub description: String,
+    /// Labels for filtering DAGs on the pages and in the CLI.
     pub tags: Vec<String>,
+    /// When the scheduler creates runs by itself (or never, for manual DAGs).
     pub schedule: Schedule,
     /// The first logical date the scheduler may create a run for.
     pub start_date: Option<DateTime<Utc>>,
     /// Whether the scheduler fills every missed interval since the last run (or
     /// `start_date`), or only the latest one.
     pub catchup: bool,
+    /// At most this many runs of the DAG are running at once; the rest wait queued.
     pub max_active_runs: u32,
     /// Datasets whose changes start a run (see [`crate::store::datasets`]).
     pub triggered_by: Vec<String>,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
+    /// The file the DAG was loaded from, for messages that point back at it.
     #[serde(skip)]
     pub file: PathBuf,
 }
@@ -41,12 +47,19 @@ pub struct Dag {
 /// One `[[task]]` with the `[defaults]` already applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskSpec {
+    /// The name other tasks' `depends_on` and the run's task instances refer to it by.
     pub id: String,
+    /// The registered task kind that runs it (see [`crate::registry::Registry`]).
     pub kind: String,
+    /// Ids of the tasks that must finish before this one is decided.
     pub depends_on: Vec<String>,
+    /// Which upstream outcomes let this task start.
     pub trigger_rule: TriggerRule,
+    /// The kind's own settings, handed to it as JSON.
     pub params: serde_json::Value,
+    /// How a failed attempt is tried again.
     pub retry: RetryPolicy,
+    /// How long an attempt may run before it is cancelled; `None` for no limit.
     #[serde(with = "duration_ms_opt")]
     pub timeout: Option<Duration>,
 }
@@ -54,11 +67,14 @@ pub struct TaskSpec {
 /// How often and how soon a failed task is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RetryPolicy {
+    /// How many more tries a failed task gets after its first.
     pub retries: u32,
+    /// The wait before a retry (the first one, when `backoff` is on).
     #[serde(with = "duration_ms")]
     pub delay: Duration,
     /// Doubles the delay after each failed try, up to `max_delay`.
     pub backoff: bool,
+    /// The longest wait `backoff` may grow to.
     #[serde(with = "duration_ms")]
     pub max_delay: Duration,
 }
@@ -98,6 +114,7 @@ impl Dag {
         format!("{:x}", sha2::Sha256::digest(json))
     }
 
+    /// The task named `id`, for code that holds a task id and needs its spec.
     pub fn task(&self, id: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.id == id)
     }
@@ -113,6 +130,7 @@ impl Dag {
 
 mod duration_ms {
     use std::time::Duration;
+    /// Writes a duration as whole milliseconds, for the JSON a DAG hashes and serves as.
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
@@ -120,6 +138,7 @@ mod duration_ms {
 
 mod duration_ms_opt {
     use std::time::Duration;
+    /// Writes an optional duration as whole milliseconds, or null.
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_some(&(d.as_millis() as u64)),

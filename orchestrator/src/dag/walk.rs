@@ -12,8 +12,11 @@ use super::Diagnostic;
 
 /// Collects diagnostics for one file.
 pub struct Walker<'a> {
+    /// The file being read, named in every diagnostic.
     pub file: &'a Path,
+    /// The file's text, to turn byte spans into lines and columns.
     pub src: &'a str,
+    /// The problems found so far, reported together once the file is read.
     pub errors: Vec<Diagnostic>,
 }
 
@@ -21,6 +24,7 @@ pub struct Walker<'a> {
 pub type At<T> = (T, Range<usize>);
 
 impl<'a> Walker<'a> {
+    /// A walker over `src` with no problems found yet.
     pub fn new(file: &'a Path, src: &'a str) -> Self {
         Self {
             file,
@@ -29,6 +33,7 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Records a problem at `span` and carries on, so one file reports all its problems.
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.errors
             .push(Diagnostic::at(self.file, self.src, span, message));
@@ -74,12 +79,14 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The string at `key`, or a diagnostic if it holds another type.
     pub fn string(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<String>> {
         self.typed(table, key, section, "a string", |v| {
             v.as_str().map(String::from)
         })
     }
 
+    /// The boolean at `key`, or a diagnostic if it holds another type.
     pub fn boolean(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<bool>> {
         self.typed(table, key, section, "a boolean", |v| v.as_bool())
     }

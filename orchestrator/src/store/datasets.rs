@@ -7,7 +7,8 @@ use chrono::{SubsecRound, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::SCHEDULER_CHANNEL;
-use super::runs::{self, RunType, notify};
+use super::notify;
+use super::runs::{self, RunType};
 use crate::dag::Dag;
 use crate::error::Result;
 use crate::schedule::Interval;

@@ -6,11 +6,16 @@ use sqlx::{FromRow, PgPool};
 
 use crate::Result;
 
+/// A stored log line as the CLI, the API and the task page show it.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct LogLine {
+    /// The attempt that wrote it, so a page can show one try's log.
     pub try_number: i32,
+    /// When the task wrote it.
     pub logged_at: DateTime<Utc>,
+    /// `stdout`, `stderr` or `task`, so readers can tell errors from output.
     pub stream: String,
+    /// The text as the task or its process wrote it.
     pub line: String,
 }
 

@@ -10,8 +10,8 @@ pub mod workers;
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgConnection, PgPool};
 
 use crate::error::Result;
 
@@ -38,5 +38,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
 /// Applies pending migrations; safe to call from several processes at once.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Sends `payload` on `channel`; delivered when the surrounding transaction commits.
+pub(crate) async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await?;
     Ok(())
 }

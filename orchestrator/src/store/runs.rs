@@ -4,7 +4,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 
-use super::{SCHEDULER_CHANNEL, WORK_CHANNEL, transitions};
+use super::{SCHEDULER_CHANNEL, WORK_CHANNEL, notify, transitions};
 use crate::dag::Dag;
 use crate::error::{Error, Result};
 use crate::schedule::Interval;
@@ -15,8 +15,11 @@ use crate::state::{FailureReason, RunState, TaskState};
 #[sqlx(type_name = "setlist.run_type", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RunType {
+    /// Created by the scheduler for a due interval of the DAG's schedule.
     Scheduled,
+    /// Triggered by a person (CLI, API or pages), with an optional conf.
     Manual,
+    /// Created by a backfill to fill past intervals on request.
     Backfill,
     /// Started because a dataset the DAG is triggered by changed.
     Triggered,
@@ -43,34 +46,56 @@ impl RunType {
 /// A run as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct RunRow {
+    /// The run's id, which the CLI, the API and the pages address it by.
     pub id: i64,
+    /// The DAG it is a run of.
     pub dag_id: String,
+    /// Its logical date; one run per DAG per logical date.
     pub logical_date: DateTime<Utc>,
+    /// The start of the data interval it processes.
     pub data_interval_start: DateTime<Utc>,
+    /// The end of the data interval it processes (exclusive).
     pub data_interval_end: DateTime<Utc>,
+    /// How it came to be, for filters and the run's page.
     pub run_type: RunType,
+    /// Where it stands, for listings, filters and the run page.
     pub state: RunState,
+    /// The JSON conf given at trigger time, handed to every task.
     pub conf: Value,
+    /// When it was created, to show how long it waited in the queue.
     pub created_at: DateTime<Utc>,
+    /// When it left the queue, if it has.
     pub started_at: Option<DateTime<Utc>>,
+    /// When it got its final state, if it has.
     pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// A task instance as stored, for listings.
 #[derive(Debug, Clone, FromRow)]
 pub struct TaskInstanceRow {
+    /// The task instance's row id, which, unlike `task_id`, is unique across runs.
     pub id: i64,
+    /// The task's id within the DAG, to match it to its spec.
     pub task_id: String,
+    /// The task kind it runs, for listings.
     pub kind: String,
+    /// Where it stands, for listings, filters and the run page.
     pub state: TaskState,
     /// Why it failed, when it did.
     pub failure_reason: Option<FailureReason>,
+    /// Which try it is on (0 before its first).
     pub try_number: i32,
+    /// All the tries it gets, to show how many are left.
     pub max_tries: i32,
+    /// When it was last queued, to show how long it waited for a worker.
     pub queued_at: Option<DateTime<Utc>>,
+    /// When its latest try started.
     pub started_at: Option<DateTime<Utc>>,
+    /// When it got its final state, if it has.
     pub ended_at: Option<DateTime<Utc>>,
+    /// When its retry is due, while it is up for retry.
     pub retry_at: Option<DateTime<Utc>>,
+    /// What it returned on success, read by its downstream tasks.
     pub output: Option<Value>,
 }
 
@@ -205,6 +230,7 @@ fn holds_nul(value: &Value) -> bool {
 /// What a backfill did.
 #[derive(Debug, Clone, Default)]
 pub struct Backfill {
+    /// Ids of the runs it created, to report or follow them.
     pub created: Vec<i64>,
     /// Intervals that already had a run, which a backfill leaves alone.
     pub existing: usize,
@@ -310,15 +336,6 @@ pub async fn start_queued(pool: &PgPool) -> Result<usize> {
         started += runs.len();
     }
     Ok(started)
-}
-
-pub(crate) async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(payload)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The latest runs, newest first, of one DAG or of all.

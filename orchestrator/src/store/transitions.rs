@@ -12,8 +12,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::runs::notify;
-use super::{CANCEL_CHANNEL, SCHEDULER_CHANNEL, WORK_CHANNEL};
+use super::{CANCEL_CHANNEL, SCHEDULER_CHANNEL, WORK_CHANNEL, notify};
 use crate::dag::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::state::{Actor, AttemptState, FailureReason, RunState, TaskState};

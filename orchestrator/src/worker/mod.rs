@@ -31,6 +31,7 @@ use crate::task::TaskContext;
 pub struct WorkerConfig {
     /// Task instances run at once.
     pub concurrency: usize,
+    /// How often the worker tells the store it is alive; keep it well under the worker timeout.
     pub heartbeat_interval: Duration,
     /// After a timeout or a cancel, how long a task gets to stop before it is dropped.
     pub cancel_grace: Duration,
@@ -55,33 +56,54 @@ impl Default for WorkerConfig {
 /// A claimed task instance with everything needed to run it.
 #[derive(Debug, Clone, FromRow)]
 pub struct Claimed {
+    /// The task instance's row id, to move its state.
     pub ti_id: i64,
+    /// The attempt's row id, to store its log lines against.
     pub attempt_id: i64,
+    /// The run it belongs to, to read upstream outputs from and finish against.
     pub run_id: i64,
+    /// The task's id within its DAG, for its context and the logs.
     pub task_id: String,
+    /// The registered task kind to build and run.
     pub kind: String,
+    /// The kind's params, as JSON, to build the task from.
     pub params: Value,
+    /// Ids of its upstream tasks, whose outputs it is handed.
     pub upstream: Vec<String>,
+    /// Which try this is (1 for the first), handed to the task and logged.
     pub try_number: i32,
+    /// All the tries it gets, so the attempt's end knows whether a retry is left.
     pub max_tries: i32,
+    /// How long the attempt may run, in milliseconds; `None` for no limit.
     pub timeout_ms: Option<i64>,
+    /// Whether a person asked to cancel it before it started, so it is not run at all.
     pub cancel_requested: bool,
+    /// The run's DAG, handed to the task in its context.
     pub dag_id: String,
+    /// The run's logical date, handed to the task in its context.
     pub logical_date: DateTime<Utc>,
+    /// The start of the run's data interval, handed to the task in its context.
     pub data_interval_start: DateTime<Utc>,
+    /// The end of the run's data interval, handed to the task in its context.
     pub data_interval_end: DateTime<Utc>,
+    /// The run's conf from trigger time, handed to the task in its context.
     pub conf: Value,
 }
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executed {
+    /// The run the attempt belonged to, so callers can tell which run moved.
     pub run_id: i64,
+    /// The task it ran, for the caller's logs and checks.
     pub task_id: String,
+    /// Which try it was, to tell a retry from a first run.
     pub try_number: i32,
+    /// What became of the task instance, so callers see a retry or a superseded attempt.
     pub result: Finished,
 }
 
+/// Claims and runs task instances on behalf of one process; many run side by side.
 pub struct Worker {
     id: Uuid,
     pool: PgPool,
@@ -106,6 +128,7 @@ impl Worker {
         })
     }
 
+    /// Its id in the state store, for logs and the workers page.
     pub fn id(&self) -> Uuid {
         self.id
     }

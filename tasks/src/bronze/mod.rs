@@ -78,8 +78,11 @@ impl TaskConfig for LoadBronze {}
 /// What one run loaded.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct LoadReport {
+    /// Stamped on every row this run loaded, so a load can be traced or undone.
     pub load_id: Uuid,
+    /// Objects loaded by this run.
     pub objects: u64,
+    /// Rows those objects added to the bronze table.
     pub rows: u64,
     /// Objects another loader had loaded first.
     pub skipped: u64,

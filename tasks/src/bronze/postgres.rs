@@ -20,6 +20,7 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// Connects to the warehouse at `url`, for a task given its own warehouse URL.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let pool = PgPool::connect(url)
             .await
@@ -27,6 +28,7 @@ impl Postgres {
         Ok(Self { pool })
     }
 
+    /// Uses an existing pool, such as the state store's when it doubles as the warehouse.
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
     }

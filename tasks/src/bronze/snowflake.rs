@@ -28,11 +28,17 @@ use crate::land::parquet::schema;
 /// also reads.
 #[derive(Debug, Clone)]
 pub struct SnowflakeConfig {
+    /// The account identifier, which names the endpoint unless `endpoint` overrides it.
     pub account: String,
+    /// The user the loader signs in as.
     pub user: String,
+    /// How that user proves who it is.
     pub auth: SnowflakeAuth,
+    /// The database holding the bronze schema.
     pub database: String,
+    /// The virtual warehouse that runs the loads; `None` uses the user's default.
     pub warehouse: Option<String>,
+    /// The role to load as; `None` uses the user's default.
     pub role: Option<String>,
     /// Instead of https://ACCOUNT.snowflakecomputing.com (an emulator, a proxy).
     pub endpoint: Option<String>,
@@ -44,10 +50,12 @@ pub struct SnowflakeConfig {
     pub storage_integration: Option<String>,
 }
 
+/// How the loader signs in to Snowflake.
 #[derive(Clone)]
 pub enum SnowflakeAuth {
     /// An unencrypted PKCS#8 private key in PEM form, as Snowflake's key-pair auth wants.
     KeyPair(String),
+    /// A password, for accounts without key-pair auth.
     Password(String),
 }
 
@@ -158,6 +166,7 @@ fn number(row: &DynamicRow, column: &str) -> anyhow::Result<i64> {
 }
 
 impl Snowflake {
+    /// Signs in with `config`, ready to load; fails early on bad credentials.
     pub async fn connect(config: SnowflakeConfig) -> anyhow::Result<Self> {
         let auth = match &config.auth {
             SnowflakeAuth::KeyPair(pem) => AuthConfig::key_pair(KeyPairConfig::from_pem(pem)),

@@ -19,6 +19,7 @@ use tokio::process::Command;
 use crate::process::run_logged;
 use crate::settings::{Settings, WarehouseKind};
 
+/// The `dbt` task's params: which dbt command to run, on what, and how.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dbt {
@@ -114,11 +115,16 @@ fn warehouse_env(settings: &Settings) -> anyhow::Result<BTreeMap<String, String>
 /// One model's, test's or source's result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeResult {
+    /// The node's dbt id (`model.<project>.<name>`), to name it in messages.
     pub unique_id: String,
+    /// How it ended in dbt's words (`success`, `error`, `fail`, ...); some fail the task.
     pub status: String,
+    /// Seconds it took, to spot slow models.
     pub execution_time: f64,
+    /// The message dbt gave, which says why when it failed.
     #[serde(default)]
     pub message: Option<String>,
+    /// For a test, how many rows it found wrong.
     #[serde(default)]
     pub failures: Option<i64>,
 }

@@ -31,15 +31,19 @@ const MAX_IDLE: Duration = Duration::from_secs(600);
 /// What makes two tasks' processes interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Spec {
+    /// The Python that runs dbt, so processes of different dbts never mix.
     pub python: PathBuf,
+    /// The environment a process starts with, so a process serves only tasks that share it.
     pub env: BTreeMap<String, String>,
 }
 
 /// How one command ended.
 #[derive(Debug, Deserialize)]
 pub(super) struct Verdict {
+    /// Whether dbt reported the command as succeeded.
     #[serde(default)]
     pub success: bool,
+    /// The exception dbt raised, if any, to say why the command failed.
     #[serde(default)]
     pub error: Option<String>,
 }

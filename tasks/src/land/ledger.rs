@@ -15,6 +15,7 @@ pub struct Resume {
     pub pending: Option<(i64, i64)>,
 }
 
+/// Where a lander should start reading `partition`, and whether it must redo a batch first.
 pub async fn resume(pool: &PgPool, topic: &str, partition: i32) -> sqlx::Result<Resume> {
     let last: Option<(i64, i64, String)> = sqlx::query_as(
         "SELECT first_offset, last_offset, state FROM setlist.raw_objects
@@ -40,16 +41,27 @@ pub async fn resume(pool: &PgPool, topic: &str, partition: i32) -> sqlx::Result<
 /// One object about to be written.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
+    /// The topic the batch was read from.
     pub topic: &'a str,
+    /// The partition the batch was read from; one lander at a time writes each.
     pub partition: i32,
+    /// The batch's first offset, so the next batch starts after `last_offset`.
     pub first_offset: i64,
+    /// The batch's last offset (inclusive).
     pub last_offset: i64,
+    /// The Parquet object of the good events, if the batch had any; the bronze loader reads it.
     pub object_key: Option<String>,
+    /// The object of events that could not be parsed, if the batch had any.
     pub dead_letter_key: Option<String>,
+    /// How many events the Parquet object holds.
     pub rows: i32,
+    /// How many events went to the dead-letter object.
     pub dead_letters: i32,
+    /// The Parquet object's size, for the pages and capacity checks.
     pub bytes: i64,
+    /// The earliest event time in the batch, to find objects by time.
     pub min_ts: Option<DateTime<Utc>>,
+    /// The latest event time in the batch, to find objects by time.
     pub max_ts: Option<DateTime<Utc>>,
 }
 

@@ -45,14 +45,18 @@ use crate::storage::Storage;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Land {
+    /// The broker and topic to consume play events from.
     #[serde(default)]
     pub kafka: KafkaConfig,
+    /// The consumer group offsets are committed to once an object is durable, for lag tools.
     #[serde(default = "default_group")]
     pub group_id: String,
     /// `file:///dir`, a folder, or `s3://bucket[/prefix]`.
     pub store_url: String,
+    /// Where under the store the Parquet objects go; also the dataset name their DAGs watch.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Where under the store the objects of unparseable messages go.
     #[serde(default = "default_dead_letter_prefix")]
     pub dead_letter_prefix: String,
     /// A batch is written at this many events...
@@ -93,6 +97,7 @@ fn default_max_age() -> Duration {
 }
 
 impl Land {
+    /// Settings that land into `store_url` with every other field at its default.
     pub fn new(store_url: impl Into<String>) -> Self {
         Self {
             kafka: KafkaConfig::default(),
@@ -112,8 +117,11 @@ impl Land {
 /// Running totals of a lander.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct LandStats {
+    /// Events written to Parquet objects.
     pub events: u64,
+    /// Messages that went to dead-letter objects instead.
     pub dead_letters: u64,
+    /// Batches written, each as a Parquet object, a dead-letter object or both.
     pub objects: u64,
     /// Messages skipped because an earlier object already holds them.
     pub skipped: u64,
@@ -122,12 +130,17 @@ pub struct LandStats {
 /// A message that failed to parse or validate, as stored under the dead-letter prefix.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// The topic the message came from, so it can be found again.
     pub topic: String,
+    /// The partition the message came from.
     pub partition: i32,
+    /// The message's offset, so it can be replayed or inspected.
     pub offset: i64,
+    /// Why it was rejected, for whoever looks into the dead letters.
     pub reason: String,
     /// The message key and payload, base64.
     pub key_base64: Option<String>,
+    /// The payload as base64, so bytes that are not UTF-8 survive intact.
     pub payload_base64: String,
 }
 
@@ -189,6 +202,7 @@ impl PartitionState {
     }
 }
 
+/// Consumes the topic and lands its events as objects, exactly once; run by `setlist land`.
 pub struct Lander {
     config: Land,
     pool: PgPool,
@@ -197,10 +211,12 @@ pub struct Lander {
     partitions: HashMap<i32, PartitionState>,
     /// Message bytes in all open batches.
     buffered: usize,
+    /// Its running totals, for reports while it runs.
     pub stats: LandStats,
 }
 
 impl Lander {
+    /// A lander with `config` over the state store `pool`; nothing is consumed until `run`.
     pub fn new(config: Land, pool: PgPool) -> anyhow::Result<Self> {
         let options: Vec<(&str, &str)> = config
             .store_options

@@ -91,9 +91,13 @@ pub struct BatchBuilder {
     partition: Int32Builder,
     offset: Int64Builder,
     extras: StringBuilder,
+    /// Events appended so far, to decide when the batch is full.
     pub rows: usize,
+    /// The first event's time, which picks the object's `dt=`/`hr=` folder.
     pub first_ts: Option<DateTime<Utc>>,
+    /// The earliest event time so far, for the ledger.
     pub min_ts: Option<DateTime<Utc>>,
+    /// The latest event time so far, for the ledger.
     pub max_ts: Option<DateTime<Utc>>,
 }
 
@@ -116,6 +120,7 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// Adds event `e`, read at `offset` of `partition`, as one row.
     pub fn append(&mut self, e: &PlayEvent<'_>, partition: i32, offset: i64) {
         for (column, value) in self.fields.iter_mut().zip(e.values()) {
             column.push(value);

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 
 use super::geography::COUNTRIES;
 
+/// The genres an artist is drawn from; the vocabulary of the `genre` field in play events.
 pub const GENRES: &[&str] = &[
     "pop",
     "hip-hop",
@@ -24,37 +25,56 @@ pub const GENRES: &[&str] = &[
     "classical",
 ];
 
+/// A song a listener can play; each play event carries one.
 pub struct Track {
+    /// The stable id play events and the warehouse join on.
     pub track_id: String,
+    /// The title, as play events carry it.
     pub name: String,
+    /// Index of its artist in [`Catalog::artists`].
     pub artist: usize,
+    /// The album it is on, as play events carry it.
     pub album_name: String,
+    /// How long it runs, which bounds how long a play of it lasts.
     pub duration_ms: i64,
 }
 
+/// A performer whose tracks make up the catalog.
 pub struct Artist {
+    /// The stable id play events and the warehouse join on.
     pub artist_id: String,
+    /// The name, as play events carry it.
     pub name: String,
+    /// One of [`GENRES`], so analytics can group plays by genre.
     pub genre: &'static str,
 }
 
 /// One of a listener's devices; its platform never changes.
 #[derive(Clone, Copy)]
 pub struct Device {
+    /// The kind of device (smartphone, car, ...), as play events carry it.
     pub device_type: &'static str,
+    /// The operating system or app it runs, as play events carry it.
     pub platform: &'static str,
 }
 
+/// A simulated user whose plays make up the event stream.
 pub struct Listener {
+    /// The stable id play events and the warehouse join on.
     pub user_id: String,
+    /// Index of their country in [`super::geography::COUNTRIES`], which sets their timezone.
     pub country: usize,
+    /// The city they listen from, one of their country's.
     pub city: &'static str,
+    /// Their plan (premium, free, family, student), as play events carry it.
     pub subscription: &'static str,
     /// The first is the one used most.
     pub devices: Vec<Device>,
 }
 
+/// Every artist and track the simulated listeners can play.
 pub struct Catalog {
+    /// Every artist, indexed by [`Track::artist`].
     pub artists: Vec<Artist>,
     /// Ordered by popularity: index 0 is the most played.
     pub tracks: Vec<Track>,
@@ -79,6 +99,7 @@ fn hex_id(rng: &mut impl RngExt, prefix: &str) -> String {
 }
 
 impl Catalog {
+    /// A catalog of `artists` artists and their tracks; the same RNG state gives the same one.
     pub fn generate(rng: &mut impl RngExt, artists: usize) -> Self {
         let mut all_artists = Vec::with_capacity(artists);
         let mut tracks = Vec::new();

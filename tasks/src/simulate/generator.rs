@@ -17,8 +17,11 @@ use crate::play::PlayEvent;
 /// What the simulated world looks like.
 #[derive(Debug, Clone)]
 pub struct WorldConfig {
+    /// Seeds every random choice, so the same seed gives the same catalog and events.
     pub seed: u64,
+    /// How many artists the catalog has; each gets 1 to 3 albums.
     pub artists: usize,
+    /// About how many listeners there are, spread over the countries by weight.
     pub listeners: usize,
     /// The Zipf exponent of track popularity (about 1 for real services).
     pub popularity_exponent: f64,
@@ -54,6 +57,7 @@ struct Session {
 
 const SESSION_GAP_MS: i64 = 30 * 60 * 1000;
 
+/// Produces play events one at a time from a [`WorldConfig`], deterministically.
 pub struct Generator {
     catalog: Catalog,
     listeners: Vec<Listener>,
@@ -72,6 +76,7 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// A generator whose catalog, listeners and events all follow from `config`.
     pub fn new(config: &WorldConfig) -> Self {
         let mut rng = SmallRng::seed_from_u64(config.seed);
         let catalog = Catalog::generate(&mut rng, config.artists);
@@ -103,10 +108,12 @@ impl Generator {
         }
     }
 
+    /// How many tracks the catalog has, for checks of the popularity curve.
     pub fn tracks(&self) -> usize {
         self.catalog.tracks.len()
     }
 
+    /// How many events it has produced, which also sets the next event's time.
     pub fn produced(&self) -> u64 {
         self.produced
     }

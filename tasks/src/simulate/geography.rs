@@ -4,15 +4,21 @@
 use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 
+/// A country listeners live in, which sets their region, cities and local time of day.
 pub struct Country {
+    /// The ISO 3166-1 alpha-2 code play events carry.
     pub code: &'static str,
+    /// The wider region, so analytics can group countries.
     pub region: &'static str,
+    /// The zone its listeners' local hour is read in, which drives when they listen.
     pub timezone: Tz,
     /// Relative share of listeners.
     pub weight: f64,
+    /// The cities its listeners are placed in.
     pub cities: &'static [&'static str],
 }
 
+/// Every country the simulator places listeners in, with its share of them.
 pub const COUNTRIES: &[Country] = &[
     Country {
         code: "US",

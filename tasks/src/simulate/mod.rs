@@ -40,10 +40,13 @@ pub struct Simulate {
     /// Stop after this many events; absent: until stopped.
     #[serde(default)]
     pub count: Option<u64>,
+    /// Seeds the world, so runs with the same seed produce the same events.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// About how many simulated listeners play, spread over the countries.
     #[serde(default = "default_listeners")]
     pub listeners: usize,
+    /// How many artists the catalog has, which sets how many tracks there are.
     #[serde(default = "default_artists")]
     pub artists: usize,
     /// The first event's time; absent: now.
@@ -136,9 +139,13 @@ pub const PRODUCER_SETTINGS: &[(&str, &str)] = &[
 /// What a simulation produced.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SimulateStats {
+    /// Events handed to the producer.
     pub produced: u64,
+    /// Events the broker confirmed; `produced - delivered - failed` are still in flight.
     pub delivered: u64,
+    /// Events the broker never took, which are lost.
     pub failed: u64,
+    /// The first delivery error, so a failing broker is named without flooding the log.
     pub first_error: Option<String>,
 }
 

@@ -7,8 +7,8 @@ use orchestrator::store::dags as store;
 use orchestrator::{Dag, DagBag};
 use serde_json::{Value, json};
 
-use super::ApiError;
 use crate::AppState;
+use crate::error::ApiError;
 
 pub fn find(bag: &DagBag, dag_id: &str) -> Result<Dag, ApiError> {
     bag.get(dag_id).cloned().ok_or_else(|| {

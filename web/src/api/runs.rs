@@ -10,9 +10,9 @@ use orchestrator::store::{logs, runs, transitions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiError;
 use super::dags::find;
 use crate::AppState;
+use crate::error::ApiError;
 
 /// The body of a trigger; all of it optional.
 #[derive(Debug, Default, Deserialize)]

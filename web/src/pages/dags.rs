@@ -12,8 +12,8 @@ use orchestrator::store::dags as store;
 
 use super::{page, when};
 use crate::AppState;
-use crate::api::ApiError;
 use crate::api::dags::find;
+use crate::error::ApiError;
 
 pub struct RunSquare {
     pub id: i64,

@@ -16,7 +16,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use super::analytics::grouped;
 use super::page;
 use crate::AppState;
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 pub struct Totals {
     pub produced: String,

@@ -19,7 +19,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get, post};
 
 use crate::AppState;
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 pub fn router(state: AppState) -> Router<AppState> {
     let pages = Router::new()

@@ -9,7 +9,7 @@ use orchestrator::store::runs;
 
 use super::{page, when};
 use crate::AppState;
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 pub struct TaskLine {
     pub task_id: String,

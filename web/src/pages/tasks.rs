@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::page;
 use crate::AppState;
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 pub struct Line {
     pub at: String,
