@@ -2,6 +2,8 @@
 //! the supervised services the binary's commands start. `main.rs` only parses the
 //! command line and calls in here, so tests drive the same code.
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod config;
 pub mod shutdown;

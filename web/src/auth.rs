@@ -12,14 +12,17 @@ use subtle::ConstantTimeEq;
 use crate::AppState;
 use crate::error::ApiError;
 
+/// The API token as the server keeps it: its SHA-256, compared in constant time.
 #[derive(Clone)]
 pub struct Token([u8; 32]);
 
 impl Token {
+    /// The token whose text is `secret`.
     pub fn new(secret: &str) -> Self {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
+    /// Whether a request presented this token.
     pub fn matches(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.0.ct_eq(&digest).into()

@@ -5,6 +5,8 @@
 //! Every mutation needs the bearer token; reads need it too unless the server is
 //! told reads are public. The server binds 127.0.0.1 unless told otherwise.
 
+#![warn(missing_docs)]
+
 mod api;
 mod auth;
 mod error;
@@ -26,10 +28,13 @@ pub use auth::Token;
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
+    /// Where the server listens.
     pub bind: SocketAddr,
     /// The bearer token every mutation (and, unless `public_reads`, every read) needs.
     pub token: Token,
+    /// Reads (GET) need no token: for a server only trusted people can reach.
     pub public_reads: bool,
+    /// The DAG folder the pages and the API list DAGs from.
     pub dags_dir: PathBuf,
     /// The broker and topic the health page reads offsets from.
     pub kafka: tasks::kafka::KafkaConfig,
@@ -42,7 +47,9 @@ pub struct AppState {
     pub pool: PgPool,
     /// The warehouse whose gold the analytics page reads (PostgreSQL).
     pub warehouse: PgPool,
+    /// The task kinds, to validate the DAG folder with.
     pub registry: Arc<Registry>,
+    /// How the server runs.
     pub config: Arc<WebConfig>,
     /// The DAG folder as last loaded, with the fingerprint of its files then.
     dag_cache: Arc<Mutex<Option<LoadedDags>>>,
@@ -70,6 +77,7 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 }
 
 impl AppState {
+    /// The state every handler gets.
     pub fn new(
         pool: PgPool,
         warehouse: PgPool,
