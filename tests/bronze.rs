@@ -158,17 +158,17 @@ fn object_without_extras(events: usize, seed: u64) -> Vec<u8> {
     let mut sim = simulation("old", events as u64);
     sim.seed = seed;
     let mut generator = tasks::simulate::Generator::new(&sim.world());
-    let mut builder = tasks::land::parquet::BatchBuilder::default();
+    let mut builder = tasks::raw::parquet::BatchBuilder::default();
     for offset in 0..events {
         builder.append(&generator.next_event(), 0, offset as i64);
     }
     let batch = builder.finish();
     let keep: Vec<usize> = (0..batch.num_columns())
-        .filter(|&i| batch.schema().field(i).name() != tasks::land::parquet::EXTRAS)
+        .filter(|&i| batch.schema().field(i).name() != tasks::raw::parquet::EXTRAS)
         .collect();
     let old = batch.project(&keep).unwrap();
     assert_eq!(old.num_columns(), batch.num_columns() - 1);
-    tasks::land::parquet::to_parquet(&old).unwrap().to_vec()
+    tasks::raw::parquet::to_parquet(&old).unwrap().to_vec()
 }
 
 #[tokio::test]

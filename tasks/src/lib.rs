@@ -11,6 +11,7 @@ pub mod land;
 pub mod noop;
 pub mod play;
 pub mod process;
+pub mod raw;
 pub mod settings;
 pub mod shell;
 pub mod simulate;

@@ -44,7 +44,7 @@ pub enum FieldValue<'e> {
 
 /// Declares the play event once: the struct (with its serde attributes), the list of its
 /// fields with their kinds, and their values in that order. The raw Parquet schema
-/// (`land::parquet`), the bronze table (`bronze`) and Snowflake's COPY follow from
+/// (`raw::parquet`), the bronze table (`bronze`) and Snowflake's COPY follow from
 /// [`PLAY_FIELDS`]. Adding a field is one line here (see docs/play-event.md).
 macro_rules! play_event {
     ($($(#[$doc:meta])* $name:ident: $ty:ty as $kind:ident),* $(,)?) => {

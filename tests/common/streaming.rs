@@ -139,7 +139,7 @@ fn batch_rows(batch: &RecordBatch) -> Vec<(Value, i32, i64)> {
             for (field, column) in schema.fields().iter().zip(batch.columns()) {
                 let name = field.name().as_str();
                 // Unknown fields of an event, kept as JSON text; absent when none.
-                if name == tasks::land::parquet::EXTRAS {
+                if name == tasks::raw::parquet::EXTRAS {
                     if !column.is_null(i) {
                         let text = column.as_string::<i32>().value(i);
                         row.insert(name.to_string(), serde_json::from_str(text).unwrap());

@@ -11,14 +11,12 @@ use std::collections::HashSet;
 use anyhow::Context;
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
-use object_store::ObjectStoreExt;
 use orchestrator::{Task, TaskConfig, TaskContext};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::land::parquet::schema;
+use crate::raw::{ledger, read_object};
 use crate::settings::Settings;
 use crate::storage::Storage;
 
@@ -90,56 +88,6 @@ pub struct LoadReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Reads one raw object and checks it has the raw layout.
-pub async fn read_object(storage: &Storage, key: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let bytes = storage
-        .store
-        .get(&storage.key(key))
-        .await
-        .with_context(|| format!("cannot read {key}"))?
-        .bytes()
-        .await?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| anyhow::anyhow!("{key} is not a readable Parquet file: {e}"))?;
-    let expected = schema();
-    let found = reader.schema().clone();
-    for field in expected.fields() {
-        match found.field_with_name(field.name()) {
-            Ok(f) if f.data_type() == field.data_type() => {}
-            Ok(f) => anyhow::bail!(
-                "{key}: column {} is {}, expected {}",
-                field.name(),
-                f.data_type(),
-                field.data_type()
-            ),
-            // An object written before this nullable column existed.
-            Err(_) if field.is_nullable() => {}
-            Err(_) => anyhow::bail!("{key}: column {} is missing", field.name()),
-        }
-    }
-    let batches: Result<Vec<RecordBatch>, _> = reader.build()?.collect();
-    let batches = batches.map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
-    batches
-        .into_iter()
-        .map(|b| to_schema(&b, &expected).with_context(|| format!("{key}: cannot read")))
-        .collect()
-}
-
-/// `batch` with the columns of `schema`, in its order: a column the batch lacks (a
-/// nullable one added since it was written) is all nulls, one it has beyond the
-/// schema is left out.
-fn to_schema(batch: &RecordBatch, schema: &arrow_schema::SchemaRef) -> anyhow::Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => c.clone(),
-            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
-        })
-        .collect();
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
 impl LoadBronze {
     /// Loads every written, not yet loaded object of the topic, oldest first.
     pub async fn run_with(
@@ -150,14 +98,7 @@ impl LoadBronze {
         log: impl Fn(String),
     ) -> anyhow::Result<LoadReport> {
         warehouse.ensure_bronze().await?;
-        let keys: Vec<String> = sqlx::query_scalar(
-            "SELECT object_key FROM setlist.raw_objects
-             WHERE topic = $1 AND state = 'written' AND object_key IS NOT NULL
-             ORDER BY written_at, partition, first_offset",
-        )
-        .bind(&self.topic)
-        .fetch_all(state)
-        .await?;
+        let keys = ledger::written_objects(state, &self.topic).await?;
         let done = warehouse.loaded(&keys).await?;
         let mut report = LoadReport {
             load_id: Uuid::new_v4(),

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Warehouse;
-use crate::land::parquet::schema;
+use crate::raw::parquet::schema;
 
 /// Bronze on PostgreSQL: `bronze.plays` and `bronze.load_manifest`.
 pub struct Postgres {

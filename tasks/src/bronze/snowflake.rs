@@ -22,7 +22,7 @@ use snowflake_connector_rs::{
 use uuid::Uuid;
 
 use super::Warehouse;
-use crate::land::parquet::schema;
+use crate::raw::parquet::schema;
 
 /// Where and how to reach Snowflake; from the SNOWFLAKE_* environment dbt's profile
 /// also reads.

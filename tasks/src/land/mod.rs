@@ -17,9 +17,6 @@
 //!    each object is durable, for lag tools. Several landers split the partitions
 //!    with `partitions`; should two claim one, the ledger lets only one land each range.
 
-pub mod ledger;
-pub mod parquet;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,10 +32,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use self::ledger::{Entry, Resume};
-use self::parquet::{BatchBuilder, to_parquet};
 use crate::kafka::KafkaConfig;
 use crate::play::PlayEvent;
+use crate::raw::ledger::{self, Entry, Resume};
+use crate::raw::parquet::{BatchBuilder, to_parquet};
+use crate::raw::{batch_name, dead_letter_key, object_key};
 use crate::storage::Storage;
 
 /// Settings of `setlist land`.
@@ -492,13 +490,25 @@ impl Lander {
 
     /// Writes one partition's open batch: announce, put, mark written, commit.
     async fn flush(&mut self, partition: i32) -> anyhow::Result<()> {
-        let topic = self.config.kafka.topic.clone();
+        let Some(sealed) = self.seal(partition)? else {
+            return Ok(());
+        };
+        if !self.announce(&sealed).await? {
+            return Ok(());
+        }
+        self.put(&sealed).await?;
+        self.written(sealed).await
+    }
+
+    /// Closes one partition's open batch and encodes it; `None` when it is empty.
+    fn seal(&mut self, partition: i32) -> anyhow::Result<Option<Sealed>> {
+        let topic = &self.config.kafka.topic;
         let state = self
             .partitions
             .get_mut(&partition)
             .expect("flush of a known partition");
         let Some(first) = state.first.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let last = state.last;
         let (first_ts, min_ts, max_ts) = (
@@ -512,71 +522,88 @@ impl Lander {
         self.buffered = self.buffered.saturating_sub(state.bytes);
         state.bytes = 0;
         let redo = state.resume.pending.take();
-        let name = format!("{topic}-{partition}-{first:020}-{last:020}");
-        let object_key = first_ts.map(|ts| {
-            format!(
-                "{}/dt={}/hr={}/{name}.parquet",
-                self.config.prefix,
-                ts.format("%Y-%m-%d"),
-                ts.format("%H")
-            )
-        });
-        let dead_letter_key =
-            (!dead.is_empty()).then(|| format!("{}/{name}.jsonl", self.config.dead_letter_prefix));
+        let name = batch_name(topic, partition, first, last);
         let parquet = if rows > 0 {
             Some(to_parquet(&batch)?)
         } else {
             None
         };
-        let entry = Entry {
-            topic: &topic,
+        Ok(Some(Sealed {
             partition,
-            first_offset: first,
-            last_offset: last,
-            object_key: object_key.clone(),
-            dead_letter_key: dead_letter_key.clone(),
-            rows: rows as i32,
-            dead_letters: dead.len() as i32,
-            bytes: parquet.as_ref().map_or(0, |p| p.len() as i64),
+            first,
+            last,
+            rows,
             min_ts,
             max_ts,
-        };
-        match redo {
+            object_key: first_ts.map(|ts| object_key(&self.config.prefix, ts, &name)),
+            dead_letter_key: (!dead.is_empty())
+                .then(|| dead_letter_key(&self.config.dead_letter_prefix, &name)),
+            parquet,
+            dead,
+            redo,
+        }))
+    }
+
+    /// Records the batch in the ledger before its object exists (a redo of a batch
+    /// the ledger already holds needs nothing). False when another lander landed
+    /// these offsets first: the batch is dropped and the partition read again from
+    /// the ledger's position.
+    async fn announce(&mut self, b: &Sealed) -> anyhow::Result<bool> {
+        let topic = self.config.kafka.topic.clone();
+        let (partition, first, last) = (b.partition, b.first, b.last);
+        match b.redo {
             Some(range) if range != (first, last) => {
                 anyhow::bail!(
                     "partition {partition}: the redo of offsets {range:?} read {first}..{last}; the topic changed under it"
                 );
             }
-            Some(_) => {}
-            None => {
-                if !ledger::announce(&self.pool, &entry).await? {
-                    tracing::warn!(
-                        partition,
-                        first,
-                        last,
-                        "Another lander landed these offsets first; dropping this batch."
-                    );
-                    let resume = ledger::resume(&self.pool, &topic, partition).await?;
-                    let start = resume.next.map_or(Offset::Beginning, Offset::Offset);
-                    self.partitions
-                        .insert(partition, PartitionState::new(resume));
-                    self.consumer
-                        .seek(&topic, partition, start, Duration::from_secs(10))
-                        .with_context(|| format!("Failed to seek partition {partition}"))?;
-                    return Ok(());
-                }
-            }
+            Some(_) => return Ok(true),
+            None => {}
         }
-        if let (Some(key), Some(bytes)) = (&object_key, parquet) {
+        let entry = Entry {
+            topic: &topic,
+            partition,
+            first_offset: first,
+            last_offset: last,
+            object_key: b.object_key.clone(),
+            dead_letter_key: b.dead_letter_key.clone(),
+            rows: b.rows as i32,
+            dead_letters: b.dead.len() as i32,
+            bytes: b.parquet.as_ref().map_or(0, |p| p.len() as i64),
+            min_ts: b.min_ts,
+            max_ts: b.max_ts,
+        };
+        if ledger::announce(&self.pool, &entry).await? {
+            return Ok(true);
+        }
+        tracing::warn!(
+            partition,
+            first,
+            last,
+            "Another lander landed these offsets first; dropping this batch."
+        );
+        let resume = ledger::resume(&self.pool, &topic, partition).await?;
+        let start = resume.next.map_or(Offset::Beginning, Offset::Offset);
+        self.partitions
+            .insert(partition, PartitionState::new(resume));
+        self.consumer
+            .seek(&topic, partition, start, Duration::from_secs(10))
+            .with_context(|| format!("Failed to seek partition {partition}"))?;
+        Ok(false)
+    }
+
+    /// Puts the batch's object and its dead letters.
+    async fn put(&self, b: &Sealed) -> anyhow::Result<()> {
+        if let (Some(key), Some(bytes)) = (&b.object_key, &b.parquet) {
             self.storage
                 .store
-                .put(&self.storage.key(key), bytes.into())
+                .put(&self.storage.key(key), bytes.clone().into())
                 .await
                 .with_context(|| format!("Failed to write {key} to {}", self.storage.url))?;
         }
-        if let Some(key) = &dead_letter_key {
+        if let Some(key) = &b.dead_letter_key {
             let mut body = Vec::new();
-            for d in &dead {
+            for d in &b.dead {
                 serde_json::to_writer(&mut body, d)?;
                 body.push(b'\n');
             }
@@ -585,11 +612,26 @@ impl Lander {
                 .put(&self.storage.key(key), body.into())
                 .await
                 .with_context(|| format!("Failed to write {key} to {}", self.storage.url))?;
-            tracing::warn!(partition, count = dead.len(), key = %key, first_reason = %dead[0].reason, "Dead-lettered messages.");
+            tracing::warn!(partition = b.partition, count = b.dead.len(), key = %key, first_reason = %b.dead[0].reason, "Dead-lettered messages.");
         }
-        ledger::written(&self.pool, &topic, partition, first, object_key.as_deref()).await?;
+        Ok(())
+    }
+
+    /// Marks the batch written in the ledger, commits its offsets for lag tools and
+    /// moves the partition on.
+    async fn written(&mut self, b: Sealed) -> anyhow::Result<()> {
+        let topic = &self.config.kafka.topic;
+        let (partition, last) = (b.partition, b.last);
+        ledger::written(
+            &self.pool,
+            topic,
+            partition,
+            b.first,
+            b.object_key.as_deref(),
+        )
+        .await?;
         let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(&topic, partition, Offset::Offset(last + 1))?;
+        offsets.add_partition_offset(topic, partition, Offset::Offset(last + 1))?;
         if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
             // The ledger already holds the position; a failed commit only means re-reading.
             tracing::warn!(partition, error = %e, "Offset commit failed; the ledger keeps the position.");
@@ -599,9 +641,25 @@ impl Lander {
             next: Some(last + 1),
             pending: None,
         };
-        self.stats.events += rows as u64;
-        self.stats.dead_letters += dead.len() as u64;
+        self.stats.events += b.rows as u64;
+        self.stats.dead_letters += b.dead.len() as u64;
         self.stats.objects += 1;
         Ok(())
     }
+}
+
+/// One partition's batch, closed and encoded, on its way to the store.
+struct Sealed {
+    partition: i32,
+    first: i64,
+    last: i64,
+    rows: usize,
+    min_ts: Option<chrono::DateTime<chrono::Utc>>,
+    max_ts: Option<chrono::DateTime<chrono::Utc>>,
+    object_key: Option<String>,
+    dead_letter_key: Option<String>,
+    parquet: Option<bytes::Bytes>,
+    dead: Vec<DeadLetter>,
+    /// The offsets of a batch the ledger holds as `writing` (a crash's redo).
+    redo: Option<(i64, i64)>,
 }

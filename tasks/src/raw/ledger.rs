@@ -15,6 +15,18 @@ pub struct Resume {
     pub pending: Option<(i64, i64)>,
 }
 
+/// The written objects of `topic` in the order they were written, for the loader.
+pub async fn written_objects(pool: &PgPool, topic: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT object_key FROM setlist.raw_objects
+         WHERE topic = $1 AND state = 'written' AND object_key IS NOT NULL
+         ORDER BY written_at, partition, first_offset",
+    )
+    .bind(topic)
+    .fetch_all(pool)
+    .await
+}
+
 /// Where a lander should start reading `partition`, and whether it must redo a batch first.
 pub async fn resume(pool: &PgPool, topic: &str, partition: i32) -> sqlx::Result<Resume> {
     let last: Option<(i64, i64, String)> = sqlx::query_as(
