@@ -2,7 +2,9 @@
 
 mod cycle;
 mod diagnostic;
+mod header;
 mod load;
+mod task_table;
 mod walk;
 
 use std::path::{Path, PathBuf};

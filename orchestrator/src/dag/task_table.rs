@@ -1,0 +1,307 @@
+//! The `[defaults]` and `[[task]]` tables: retry policies, kinds and their params,
+//! dependencies and trigger rules, each problem with its line and column.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::header::is_valid_id;
+use super::walk::{At, Walker, key_span, span_of_path, to_json};
+use super::{Diagnostic, RetryPolicy, TaskSpec, cycle};
+use crate::registry::Registry;
+use crate::trigger_rule::TriggerRule;
+
+pub(super) const RETRY_KEYS: &[&str] = &[
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+];
+pub(super) const TASK_KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "depends_on",
+    "trigger_rule",
+    "params",
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+];
+
+/// Retry and timeout settings written in one table; `None` where not written.
+#[derive(Default, Clone)]
+pub(super) struct Overrides {
+    pub(super) retries: Option<u32>,
+    pub(super) delay: Option<Duration>,
+    pub(super) backoff: Option<bool>,
+    pub(super) max_delay: Option<Duration>,
+    pub(super) timeout: Option<Duration>,
+}
+
+impl Overrides {
+    fn or(&self, base: &Overrides) -> Overrides {
+        Overrides {
+            retries: self.retries.or(base.retries),
+            delay: self.delay.or(base.delay),
+            backoff: self.backoff.or(base.backoff),
+            max_delay: self.max_delay.or(base.max_delay),
+            timeout: self.timeout.or(base.timeout),
+        }
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        let d = RetryPolicy::default();
+        RetryPolicy {
+            retries: self.retries.unwrap_or(d.retries),
+            delay: self.delay.unwrap_or(d.delay),
+            backoff: self.backoff.unwrap_or(d.backoff),
+            max_delay: self.max_delay.unwrap_or(d.max_delay),
+        }
+    }
+}
+
+pub(super) fn read_retry(
+    w: &mut Walker<'_>,
+    t: &DeTable<'_>,
+    section: &str,
+    base: &Overrides,
+) -> Overrides {
+    let non_zero = |w: &mut Walker<'_>, key: &str, d: Option<At<Duration>>| match d {
+        Some((d, span)) if d.is_zero() => {
+            w.error(
+                span,
+                format!("`{key}` in {section} must be longer than zero"),
+            );
+            None
+        }
+        other => other.map(|d| d.0),
+    };
+    let delay = w.duration(t, "retry_delay", section);
+    let max_delay = w.duration(t, "max_retry_delay", section);
+    let timeout = w.duration(t, "timeout", section);
+    Overrides {
+        retries: w.count(t, "retries", section).map(|r| r.0),
+        delay: delay.map(|d| d.0),
+        backoff: w.boolean(t, "retry_backoff", section).map(|b| b.0),
+        max_delay: non_zero(w, "max_retry_delay", max_delay),
+        timeout: non_zero(w, "timeout", timeout),
+    }
+    .or(base)
+}
+
+pub(super) fn read_tasks(
+    w: &mut Walker<'_>,
+    doc: &DeTable<'_>,
+    registry: &Registry,
+    defaults: &Overrides,
+) -> Vec<TaskSpec> {
+    let Some(value) = doc.get("task") else {
+        w.error(0..0, "the DAG has no tasks: add at least one [[task]]");
+        return Vec::new();
+    };
+    let Some(items) = value.get_ref().as_array() else {
+        w.error(
+            value.span(),
+            "`task` must be an array of tables: write each one as [[task]]",
+        );
+        return Vec::new();
+    };
+
+    let mut tasks = Vec::new();
+    let mut id_spans: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut dep_spans: Vec<Vec<At<String>>> = Vec::new();
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let section = format!("[[task]] #{}", index + 1);
+        let Some(t) = item.get_ref().as_table() else {
+            w.error(item.span(), format!("{section} must be a table"));
+            continue;
+        };
+        let id = w.string(t, "id", &section);
+        let section = match &id {
+            Some((id, _)) => format!("task `{id}`"),
+            None => section,
+        };
+        w.reject_unknown_keys(t, TASK_KEYS, &section);
+        let kind = w.string(t, "kind", &section);
+        if id.is_none() && !t.contains_key("id") {
+            w.error(item.span(), format!("missing `id` in {section}"));
+        }
+        if kind.is_none() && !t.contains_key("kind") {
+            w.error(item.span(), format!("missing `kind` in {section}"));
+        }
+        let depends_on = w.strings(t, "depends_on", &section).unwrap_or_default();
+        let trigger_rule = match w.string(t, "trigger_rule", &section) {
+            Some((name, span)) => TriggerRule::parse(&name).unwrap_or_else(|| {
+                w.error(
+                    span,
+                    format!(
+                        "unknown trigger_rule \"{name}\" in {section} (expected one of: {})",
+                        TriggerRule::NAMES.join(", ")
+                    ),
+                );
+                TriggerRule::default()
+            }),
+            None => TriggerRule::default(),
+        };
+        let params_value = t.get("params");
+        let params = match params_value {
+            Some(v) if !v.get_ref().is_table() => {
+                w.error(
+                    v.span(),
+                    format!(
+                        "`params` in {section} must be a table, found {}",
+                        v.get_ref().type_str()
+                    ),
+                );
+                serde_json::Value::Object(Default::default())
+            }
+            Some(v) => to_json(v.get_ref()),
+            None => serde_json::Value::Object(Default::default()),
+        };
+        let overrides = read_retry(w, t, &section, defaults);
+
+        if let Some((kind, span)) = &kind {
+            check_params(
+                w,
+                registry,
+                kind,
+                span.clone(),
+                &section,
+                &params,
+                params_value,
+            );
+        }
+        let Some((id, span)) = id else { continue };
+        if !is_valid_id(&id) {
+            w.error(
+                span.clone(),
+                format!("invalid task id \"{id}\": use letters, digits, `_`, `-` and `.`"),
+            );
+        }
+        if let Some(&first) = first_seen.get(&id) {
+            let line = Diagnostic::at(w.file, w.src, id_spans[first].clone(), "").line;
+            w.error(
+                span,
+                format!("duplicate task id `{id}` (first defined on line {line})"),
+            );
+            continue;
+        }
+        first_seen.insert(id.clone(), tasks.len());
+        id_spans.push(span);
+        dep_spans.push(depends_on.clone());
+        tasks.push(TaskSpec {
+            id,
+            kind: kind.map(|k| k.0).unwrap_or_default(),
+            depends_on: depends_on.into_iter().map(|d| d.0).collect(),
+            trigger_rule,
+            params,
+            retry: overrides.policy(),
+            timeout: overrides.timeout,
+        });
+    }
+
+    check_dependencies(w, &tasks, &dep_spans, &first_seen);
+    tasks
+}
+
+pub(super) fn check_params(
+    w: &mut Walker<'_>,
+    registry: &Registry,
+    kind: &str,
+    kind_span: std::ops::Range<usize>,
+    section: &str,
+    params: &serde_json::Value,
+    params_value: Option<&Spanned<DeValue<'_>>>,
+) {
+    match registry.build(kind, params) {
+        None => {
+            let known: Vec<&str> = registry.kinds().collect();
+            w.error(
+                kind_span,
+                format!(
+                    "unknown task kind \"{kind}\" in {section} (known kinds: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+        Some(Ok(_)) => {}
+        Some(Err(e)) => {
+            let span = match params_value {
+                Some(v) => {
+                    // serde names the table of an unknown field, not the field: find its key.
+                    let unknown = e
+                        .message
+                        .strip_prefix("unknown field `")
+                        .and_then(|r| r.split('`').next());
+                    let at = span_of_path(v, &e.path);
+                    let table = e.path.iter().try_fold(v, |here, seg| {
+                        here.get_ref()
+                            .as_table()?
+                            .iter()
+                            .find(|(k, _)| k.get_ref() == seg)
+                            .map(|(_, v)| v)
+                    });
+                    match (unknown, table.and_then(|t| t.get_ref().as_table())) {
+                        (Some(name), Some(t)) => key_span(t, name).unwrap_or(at),
+                        _ => at,
+                    }
+                }
+                None => kind_span,
+            };
+            w.error(span, format!("{section}: {e}"));
+        }
+    }
+}
+
+pub(super) fn check_dependencies(
+    w: &mut Walker<'_>,
+    tasks: &[TaskSpec],
+    dep_spans: &[Vec<At<String>>],
+    index: &HashMap<String, usize>,
+) {
+    let mut edges = Vec::new();
+    for (down, deps) in dep_spans.iter().enumerate() {
+        let mut seen = Vec::new();
+        for (dep, span) in deps {
+            if seen.contains(dep) {
+                w.error(
+                    span.clone(),
+                    format!(
+                        "task `{}` lists `{dep}` twice in depends_on",
+                        tasks[down].id
+                    ),
+                );
+                continue;
+            }
+            seen.push(dep.clone());
+            match index.get(dep) {
+                Some(&up) if up == down => {
+                    w.error(span.clone(), format!("task `{dep}` depends on itself"));
+                }
+                Some(&up) => edges.push((up, down)),
+                None => w.error(
+                    span.clone(),
+                    format!("task `{}` depends on unknown task `{dep}`", tasks[down].id),
+                ),
+            }
+        }
+    }
+    for cycle in cycle::find_cycles(tasks.len(), &edges) {
+        let names: Vec<&str> = cycle.iter().map(|&i| tasks[i].id.as_str()).collect();
+        // Point at the depends_on entry that closes the loop: the start's upstream.
+        let start = cycle[0];
+        let closing_up = &tasks[cycle[cycle.len() - 2]].id;
+        let span = dep_spans[start]
+            .iter()
+            .find(|(d, _)| d == closing_up)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(0..0);
+        w.error(span, format!("dependency cycle: {}", names.join(" -> ")));
+    }
+}
