@@ -11,8 +11,9 @@
 mod api;
 #[cfg(test)]
 mod fake;
+mod follow;
+mod trigger;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -22,7 +23,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use self::api::{Api, Auth, CallError, base_url};
+use self::api::{Api, Auth, base_url};
 
 /// The params of an `airflow_dag` task: which Airflow DAG, where that Airflow is, how
 /// to log in to it, the run's conf and how long to wait for it.
@@ -135,51 +136,6 @@ impl TaskConfig for AirflowDag {
     }
 }
 
-/// The most characters Airflow keeps of a run id.
-const MAX_RUN_ID: usize = 250;
-
-/// The Airflow run id of one attempt: which Setlist run, task and try asked for it (and
-/// `suffix`, when given), in the characters Airflow allows in a run id. Too long, it
-/// loses characters from its middle, never from its end (the task and the try).
-fn dag_run_id(ctx: &TaskContext, suffix: Option<&str>) -> String {
-    let mut raw = format!(
-        "setlist__{}__{}__{}__try{}",
-        ctx.dag_id, ctx.run_id, ctx.task_id, ctx.try_number
-    );
-    if let Some(suffix) = suffix {
-        raw = format!("{raw}__{suffix}");
-    }
-    // ASCII from here on, so a byte index is a character index.
-    let id: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if id.len() <= MAX_RUN_ID {
-        return id;
-    }
-    const CUT: &str = "..";
-    let head = (MAX_RUN_ID - CUT.len()) / 2;
-    let tail = MAX_RUN_ID - CUT.len() - head;
-    format!("{}{CUT}{}", &id[..head], &id[id.len() - tail..])
-}
-
-/// The key of the Airflow run's conf that names the Setlist attempt behind the run.
-const CONF_KEY: &str = "setlist";
-
-/// Airflow's run states that are final.
-fn finished(state: &str) -> bool {
-    matches!(state, "success" | "failed")
-}
-
-/// Task instance states that make an Airflow run fail.
-const FAILED_TASK_STATES: [&str; 2] = ["failed", "upstream_failed"];
-
 impl AirflowDag {
     fn api(&self) -> anyhow::Result<Api> {
         let url = match &self.url {
@@ -248,246 +204,6 @@ impl AirflowDag {
         }
         Ok(())
     }
-
-    /// The Airflow run's conf: `params.conf` or the Setlist run's, with the key
-    /// `setlist` naming this attempt. Its `attempt` is new for each attempt, so a run
-    /// that has this conf can only be this attempt's.
-    fn conf(&self, ctx: &TaskContext, attempt: &str) -> Value {
-        let mut conf = self.conf.clone().unwrap_or_else(|| ctx.conf.clone());
-        if let Some(map) = conf.as_object_mut() {
-            map.insert(
-                CONF_KEY.into(),
-                json!({
-                    "dag_id": ctx.dag_id,
-                    "run_id": ctx.run_id,
-                    "task_id": ctx.task_id,
-                    "try_number": ctx.try_number,
-                    "logical_date": ctx.logical_date.to_rfc3339(),
-                    "attempt": attempt,
-                }),
-            );
-        }
-        conf
-    }
-
-    /// Triggers this attempt's Airflow run; returns its run id. The id names the
-    /// Setlist run, task and try, but those repeat (Setlist's ids start again after its
-    /// database is reset; two Setlists may share one Airflow), so an id that exists
-    /// already is this attempt's only when its conf is. Another's is left alone, and
-    /// the run is triggered again under an id that ends in the attempt's own letters.
-    async fn trigger(&self, api: &Api, ctx: &TaskContext) -> anyhow::Result<String> {
-        let attempt = uuid::Uuid::new_v4().simple().to_string();
-        let conf = self.conf(ctx, &attempt);
-        let run_id = dag_run_id(ctx, None);
-        let Some(clash) = self.trigger_as(api, ctx, &run_id, &conf).await? else {
-            return Ok(run_id);
-        };
-        let own_id = dag_run_id(ctx, Some(&attempt[..8]));
-        ctx.log.info(format!(
-            "Airflow run {run_id} exists already and is not this attempt's ({clash}); triggering as {own_id} instead."
-        ));
-        match self.trigger_as(api, ctx, &own_id, &conf).await? {
-            None => Ok(own_id),
-            Some(clash) => bail!(
-                "Airflow DAG {} has runs {run_id} and {own_id} already, and neither is this attempt's ({clash})",
-                self.dag_id
-            ),
-        }
-    }
-
-    /// Triggers the run `run_id` with `conf`; `Some(why)` when a run of that id exists
-    /// that is not this attempt's. A 409 with this attempt's conf means this attempt
-    /// triggered it before and the answer was lost: that run is this attempt's.
-    async fn trigger_as(
-        &self,
-        api: &Api,
-        ctx: &TaskContext,
-        run_id: &str,
-        conf: &Value,
-    ) -> anyhow::Result<Option<String>> {
-        let mut body = json!({ "dag_run_id": run_id, "conf": conf });
-        if api.version == 3 {
-            // Airflow 3 wants the key; null makes a run with no logical date, so
-            // retries and concurrent Setlist runs never collide on one.
-            body["logical_date"] = Value::Null;
-        }
-        let runs = ["dags", self.dag_id.as_str(), "dagRuns"];
-        match api
-            .call_patiently(ctx, Method::POST, &runs, &[], Some(&body))
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(e) if e.status == Some(StatusCode::CONFLICT) => {
-                let run = api
-                    .call_patiently(
-                        ctx,
-                        Method::GET,
-                        &["dags", &self.dag_id, "dagRuns", run_id],
-                        &[],
-                        None,
-                    )
-                    .await?;
-                if run["conf"] == *conf {
-                    ctx.log.info(format!(
-                        "Airflow run {run_id} exists already with this attempt's conf (an answer was lost); following it."
-                    ));
-                    return Ok(None);
-                }
-                let theirs = &run["conf"][CONF_KEY];
-                Ok(Some(if theirs.is_object() {
-                    format!(
-                        "Setlist triggered it for run {} at {}, try {}",
-                        theirs["run_id"], theirs["logical_date"], theirs["try_number"]
-                    )
-                } else {
-                    "its conf has no Setlist attempt".to_string()
-                }))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Polls the run until it ends, logging each change of its state and its tasks'
-    /// (the first page of them); returns its final state.
-    async fn follow(&self, api: &Api, ctx: &TaskContext, run_id: &str) -> anyhow::Result<String> {
-        let mut seen = None;
-        loop {
-            match self.look(api, run_id).await {
-                Ok((state, tasks, total)) => {
-                    let progress = (state.clone(), tasks);
-                    if seen.as_ref() != Some(&progress) {
-                        let mut line =
-                            format!("Airflow run {run_id} is {state}: {}", describe(&progress.1));
-                        if total > progress.1.len() {
-                            line.push_str(&format!(
-                                " (the first {} of {total} task instances)",
-                                progress.1.len()
-                            ));
-                        }
-                        ctx.log.info(format!("{line}."));
-                        seen = Some(progress);
-                    }
-                    if finished(&state) {
-                        return Ok(state);
-                    }
-                }
-                Err(e) if e.transient() => {
-                    ctx.log
-                        .info(format!("Airflow did not answer, asking again: {e}."));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            tokio::time::sleep(self.poll_interval).await;
-        }
-    }
-
-    /// The run's state, the first page of its task instances and how many it has.
-    async fn look(
-        &self,
-        api: &Api,
-        run_id: &str,
-    ) -> Result<(String, BTreeMap<String, String>, usize), CallError> {
-        let run = api
-            .call(
-                Method::GET,
-                &["dags", &self.dag_id, "dagRuns", run_id],
-                &[],
-                None,
-            )
-            .await?;
-        let (tasks, total) = api.first_task_states(&self.dag_id, run_id).await?;
-        Ok((
-            run["state"].as_str().unwrap_or("unknown").to_string(),
-            tasks,
-            total,
-        ))
-    }
-
-    /// What a finished run makes of the task: its output when the run succeeded (with
-    /// every task's state), else an error naming every failed task.
-    async fn verdict(
-        &self,
-        api: &Api,
-        ctx: &TaskContext,
-        run_id: &str,
-        page: &str,
-        state: &str,
-    ) -> anyhow::Result<Value> {
-        let wanted: &[&str] = if state == "success" {
-            &[]
-        } else {
-            &FAILED_TASK_STATES
-        };
-        let tasks = api.task_states(ctx, &self.dag_id, run_id, wanted).await;
-        if state == "success" {
-            let tasks = match tasks {
-                Ok(tasks) => json!(tasks),
-                Err(e) => {
-                    ctx.log.info(format!(
-                        "Could not list the tasks of Airflow run {run_id}: {e}."
-                    ));
-                    Value::Null
-                }
-            };
-            return Ok(json!({
-                "dag_id": self.dag_id,
-                "dag_run_id": run_id,
-                "state": state,
-                "url": page,
-                "tasks": tasks,
-            }));
-        }
-        let failed = match tasks {
-            Ok(tasks) => {
-                let named: Vec<String> = tasks
-                    .iter()
-                    .filter(|(_, s)| FAILED_TASK_STATES.contains(&s.as_str()))
-                    .map(|(t, s)| format!("{t} ({s})"))
-                    .collect();
-                if named.is_empty() {
-                    "none named".to_string()
-                } else {
-                    named.join(", ")
-                }
-            }
-            Err(e) => format!("unknown, Airflow did not list them ({e})"),
-        };
-        bail!(
-            "Airflow run {run_id} of {} {state}: failed tasks: {failed}; see {page}",
-            self.dag_id
-        )
-    }
-
-    /// Marks the run failed in Airflow, so it stops when Setlist stops waiting for it,
-    /// waiting at most `within` for Airflow's answer.
-    async fn stop(&self, api: &Api, ctx: &TaskContext, run_id: &str, why: &str, within: Duration) {
-        let stopped = tokio::time::timeout(
-            within,
-            api.call(
-                Method::PATCH,
-                &["dags", &self.dag_id, "dagRuns", run_id],
-                &[],
-                Some(&json!({ "state": "failed" })),
-            ),
-        )
-        .await;
-        ctx.log.info(match stopped {
-            Ok(Ok(_)) => format!("Marked Airflow run {run_id} failed: {why}."),
-            Ok(Err(e)) => format!("Could not mark Airflow run {run_id} failed ({why}): {e}."),
-            Err(_) => format!("Could not mark Airflow run {run_id} failed ({why}): no answer."),
-        });
-    }
-}
-
-fn describe(tasks: &BTreeMap<String, String>) -> String {
-    if tasks.is_empty() {
-        return "no task instances yet".into();
-    }
-    tasks
-        .iter()
-        .map(|(t, s)| format!("{t}={s}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[async_trait]
@@ -530,6 +246,9 @@ impl Task for AirflowDag {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use super::trigger::{MAX_RUN_ID, dag_run_id};
     use super::*;
 
     fn params(v: Value) -> Result<AirflowDag, String> {
