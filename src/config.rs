@@ -327,7 +327,7 @@ pub fn load(
         let messages: Vec<String> = e.into_iter().map(|e| describe(&e)).collect();
         anyhow::anyhow!("invalid configuration:\n  {}", messages.join("\n  "))
     })?;
-    validate(&config)?;
+    validate(&config, &figment)?;
     Ok(Loaded { config, figment })
 }
 
@@ -466,19 +466,21 @@ fn is_tooling(rest: &str) -> bool {
     NAMES.contains(&rest)
 }
 
-/// Checks that serde cannot express.
-fn validate(config: &Config) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
+/// Checks that serde cannot express, each problem with its key and, from
+/// `figment`, where the value came from.
+fn validate(config: &Config, figment: &Figment) -> anyhow::Result<()> {
+    let mut problems: Vec<(&str, String)> = Vec::new();
     if config.worker.concurrency == 0 {
-        problems.push("worker.concurrency: must be at least 1".to_string());
+        problems.push(("worker.concurrency", "must be at least 1".into()));
     }
     if config.worker.count == 0 {
-        problems.push("worker.count: must be at least 1".to_string());
+        problems.push(("worker.count", "must be at least 1".into()));
     }
     if config.simulate.rate < 0.0 || config.simulate.rate.is_nan() {
-        problems.push(format!(
-            "simulate.rate: must be 0 (off) or more, not {}",
-            config.simulate.rate
+        let rate = config.simulate.rate;
+        problems.push((
+            "simulate.rate",
+            format!("must be 0 (off) or more, not {rate}"),
         ));
     }
     for (key, url) in [
@@ -489,18 +491,27 @@ fn validate(config: &Config) -> anyhow::Result<()> {
             && !(url.expose().starts_with("postgres://")
                 || url.expose().starts_with("postgresql://"))
         {
-            problems.push(format!("{key}: must be a postgres:// URL, not {url}"));
+            problems.push((key, format!("must be a postgres:// URL, not {url}")));
         }
     }
     if config.kafka.brokers.trim().is_empty() {
-        problems.push("kafka.brokers: must name at least one host:port".into());
+        problems.push(("kafka.brokers", "must name at least one host:port".into()));
     }
     if config.kafka.topic.trim().is_empty() {
-        problems.push("kafka.topic: must not be empty".into());
+        problems.push(("kafka.topic", "must not be empty".into()));
     }
     if problems.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "))
+        return Ok(());
     }
+    let lines: Vec<String> = problems
+        .into_iter()
+        .map(|(key, problem)| {
+            let from = figment
+                .find_metadata(key)
+                .map(origin)
+                .unwrap_or_else(|| "default".into());
+            format!("{key}: {problem} (from {from})")
+        })
+        .collect();
+    anyhow::bail!("invalid configuration:\n  {}", lines.join("\n  "))
 }

@@ -138,3 +138,51 @@ fn an_unreachable_state_store_names_the_script_that_starts_it() {
     );
     assert!(err.contains("scripts/postgres.sh"), "{err}");
 }
+
+/// `setlist config show` with a file, the older and the newer variable names and a
+/// flag: each key says where its value came from, and a bad setting stops the command
+/// with its key and its source.
+#[test]
+fn config_show_names_each_setting_s_source_and_a_bad_one_stops_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("setlist.toml");
+    std::fs::write(&file, "[worker]\nconcurrency = 3\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .current_dir(dir.path())
+        .args(["--dags-dir", "elsewhere", "config", "show"])
+        .env("SETLIST_TOPIC", "from-the-old-name")
+        .env("SETLIST_STORE_URL", "s3://lake/raw")
+        .env("SETLIST_API_TOKEN", "not-to-be-seen")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("kafka.topic").starts_with(
+        "kafka.topic = \"from-the-old-name\"    # environment variable SETLIST_TOPIC"
+    ));
+    assert!(line("store.url").contains("# environment variable SETLIST_STORE_URL"));
+    assert!(
+        line("worker.concurrency").starts_with("worker.concurrency = 3    # file setlist.toml")
+    );
+    assert!(line("dags_dir").starts_with("dags_dir = \"elsewhere\"    # flag --dags-dir"));
+    assert!(!out.contains("not-to-be-seen"), "{out}");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .current_dir(dir.path())
+        .args(["runs", "list"])
+        .env("SETLIST_WORKER_CONCURRENCY", "0")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert_eq!(
+        err.trim_end(),
+        "error: invalid configuration:\n  worker.concurrency: must be at least 1 (from environment variable SETLIST_WORKER_CONCURRENCY)"
+    );
+}

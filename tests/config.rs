@@ -234,17 +234,20 @@ fn values_serde_cannot_judge_are_checked_too() {
     assert_eq!(
         e,
         "invalid configuration:
-  worker.concurrency: must be at least 1
-  worker.count: must be at least 1
-  simulate.rate: must be 0 (off) or more, not -5
-  database_url: must be a postgres:// URL, not mysql://me@db/setlist
-  warehouse.url: must be a postgres:// URL, not http://wh
-  kafka.brokers: must name at least one host:port"
+  worker.concurrency: must be at least 1 (from environment variable SETLIST_WORKER_CONCURRENCY)
+  worker.count: must be at least 1 (from environment variable SETLIST_WORKER_COUNT)
+  simulate.rate: must be 0 (off) or more, not -5 (from environment variable SETLIST_SIMULATE_RATE)
+  database_url: must be a postgres:// URL, not mysql://me@db/setlist (from environment variable DATABASE_URL)
+  warehouse.url: must be a postgres:// URL, not http://wh (from environment variable SETLIST_WAREHOUSE_URL)
+  kafka.brokers: must name at least one host:port (from environment variable SETLIST_KAFKA_BROKERS)"
     );
     let (_dir, path) = file("[kafka]\ntopic = \"\"\n");
     let e = error(Some(&path), &[], Flags::new());
     assert_eq!(
         e,
-        "invalid configuration:\n  kafka.topic: must not be empty"
+        format!(
+            "invalid configuration:\n  kafka.topic: must not be empty (from file {})",
+            path.display()
+        )
     );
 }
