@@ -13,6 +13,7 @@ eval "$(scripts/snowflake.sh)"
 eval "$(scripts/schemathesis.sh)"
 eval "$(scripts/chromium.sh)"
 eval "$(scripts/airflow.sh)"
+eval "$(scripts/sqlx.sh)"
 export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT SETLIST_SCHEMATHESIS SETLIST_CHROMIUM SETLIST_CHROMEDRIVER SETLIST_AIRFLOW
 
 # Each test makes its own database named setlist_t_*; drop the ones earlier runs left,
@@ -33,6 +34,16 @@ status=0
 timeout --signal=TERM --kill-after=30s "${SETLIST_TEST_TIMEOUT:-40m}" \
     cargo test --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/setlist-test.log" || status=$?
 [ "$status" != 124 ] || die "The tests did not finish within ${SETLIST_TEST_TIMEOUT:-40m} (see the slow tests named above)."
+# The compile-time checked queries' data (.sqlx/) against the queries and migrations:
+# a fresh database migrated by the binary the tests built.
+say "cargo sqlx prepare --check"
+sqlx_db="setlist_t_sqlx_$$"
+psql -q "$SETLIST_TEST_DATABASE_URL" -c "CREATE DATABASE $sqlx_db" >/dev/null
+sqlx_url="${SETLIST_TEST_DATABASE_URL%/*}/$sqlx_db"
+target/debug/setlist --database-url "$sqlx_url" db migrate >/dev/null &&
+    DATABASE_URL="$sqlx_url" PATH="$SETLIST_SQLX_BIN:$PATH" cargo sqlx prepare --workspace --check ||
+    { say "The .sqlx/ query data is stale: run DATABASE_URL=<a migrated database> cargo sqlx prepare --workspace"; status=1; }
+psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $sqlx_db WITH (FORCE)" >/dev/null
 # After the tests: they built the binary whose settings the deployment files must match.
 say "deployment files: Dockerfile, docker-compose.yml, CI workflow, BI (scripts/deploy-check.sh)"
 SETLIST_BIN=target/debug/setlist scripts/deploy-check.sh || status=$?

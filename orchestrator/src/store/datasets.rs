@@ -15,10 +15,12 @@ use crate::schedule::Interval;
 
 /// Records that `dataset` changed and wakes the schedulers.
 pub async fn publish(conn: &mut PgConnection, dataset: &str) -> Result<()> {
-    sqlx::query("INSERT INTO setlist.dataset_events (dataset) VALUES ($1)")
-        .bind(dataset)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO setlist.dataset_events (dataset) VALUES ($1)",
+        dataset
+    )
+    .execute(&mut *conn)
+    .await?;
     notify(conn, SCHEDULER_CHANNEL, "dataset").await
 }
 
@@ -31,24 +33,25 @@ pub async fn trigger_if_changed(pool: &PgPool, dag: &Dag) -> Result<Option<i64>>
     }
     let mut tx = pool.begin().await?;
     super::dags::upsert(&mut *tx, dag).await?;
-    let seen: i64 = sqlx::query_scalar(
+    let seen: i64 = sqlx::query_scalar!(
         "SELECT last_dataset_event FROM setlist.dags WHERE dag_id = $1 FOR UPDATE",
+        dag.id
     )
-    .bind(&dag.id)
     .fetch_one(&mut *tx)
     .await?;
-    let latest: Option<i64> =
-        sqlx::query_scalar("SELECT max(id) FROM setlist.dataset_events WHERE dataset = ANY ($1)")
-            .bind(&dag.triggered_by)
-            .fetch_one(&mut *tx)
-            .await?;
+    let latest: Option<i64> = sqlx::query_scalar!(
+        "SELECT max(id) FROM setlist.dataset_events WHERE dataset = ANY ($1)",
+        &dag.triggered_by
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let Some(latest) = latest.filter(|l| *l > seen) else {
         return Ok(None);
     };
-    let waiting: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM setlist.dag_runs WHERE dag_id = $1 AND run_type = 'triggered' AND state = 'queued')",
+    let waiting: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM setlist.dag_runs WHERE dag_id = $1 AND run_type = 'triggered' AND state = 'queued') AS "waiting!""#,
+        dag.id
     )
-    .bind(&dag.id)
     .fetch_one(&mut *tx)
     .await?;
     // A queued triggered run has not started yet, so it will see this data too.
@@ -70,11 +73,13 @@ pub async fn trigger_if_changed(pool: &PgPool, dag: &Dag) -> Result<Option<i64>>
         )
         .await?
     };
-    sqlx::query("UPDATE setlist.dags SET last_dataset_event = $2 WHERE dag_id = $1")
-        .bind(&dag.id)
-        .bind(latest)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE setlist.dags SET last_dataset_event = $2 WHERE dag_id = $1",
+        dag.id,
+        latest
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(run)
 }

@@ -26,7 +26,8 @@ pub async fn attempt(
     task_id: &str,
     try_number: Option<i32>,
 ) -> Result<Vec<LogLine>> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as!(
+        LogLine,
         "SELECT a.try_number, l.logged_at, l.stream, l.line
          FROM setlist.task_instances t
          JOIN setlist.attempts a ON a.ti_id = t.id
@@ -34,10 +35,10 @@ pub async fn attempt(
          WHERE t.run_id = $1 AND t.task_id = $2
            AND a.try_number = COALESCE($3, (SELECT max(try_number) FROM setlist.attempts WHERE ti_id = t.id))
          ORDER BY l.seq",
+        run_id,
+        task_id,
+        try_number as Option<i32>,
     )
-    .bind(run_id)
-    .bind(task_id)
-    .bind(try_number)
     .fetch_all(pool)
     .await?)
 }
@@ -51,30 +52,30 @@ pub async fn since(
     try_number: i32,
     after_seq: i32,
 ) -> Result<Vec<(i32, LogLine)>> {
-    let rows: Vec<(i32, i32, DateTime<Utc>, String, String)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT l.seq, a.try_number, l.logged_at, l.stream, l.line
          FROM setlist.task_instances t
          JOIN setlist.attempts a ON a.ti_id = t.id AND a.try_number = $3
          JOIN setlist.attempt_logs l ON l.attempt_id = a.id AND l.seq > $4
          WHERE t.run_id = $1 AND t.task_id = $2
          ORDER BY l.seq",
+        run_id,
+        task_id,
+        try_number,
+        after_seq,
     )
-    .bind(run_id)
-    .bind(task_id)
-    .bind(try_number)
-    .bind(after_seq)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(seq, try_number, logged_at, stream, line)| {
+        .map(|r| {
             (
-                seq,
+                r.seq,
                 LogLine {
-                    try_number,
-                    logged_at,
-                    stream,
-                    line,
+                    try_number: r.try_number,
+                    logged_at: r.logged_at,
+                    stream: r.stream,
+                    line: r.line,
                 },
             )
         })

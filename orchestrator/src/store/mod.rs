@@ -43,10 +43,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 
 /// Sends `payload` on `channel`; delivered when the surrounding transaction commits.
 pub(crate) async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(payload)
-        .execute(conn)
+    sqlx::query!("SELECT 1 AS sent FROM pg_notify($1, $2)", channel, payload)
+        .fetch_one(conn)
         .await?;
     Ok(())
 }

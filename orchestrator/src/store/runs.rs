@@ -109,19 +109,19 @@ pub async fn create(
     run_type: RunType,
     conf: &Value,
 ) -> Result<Option<i64>> {
-    let run_id: Option<i64> = sqlx::query_scalar(
+    let run_id: Option<i64> = sqlx::query_scalar!(
         "INSERT INTO setlist.dag_runs
             (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf)
          VALUES ($1, $2, $3, $4, $5, 'queued', $6)
          ON CONFLICT (dag_id, logical_date) DO NOTHING
          RETURNING id",
+        dag.id,
+        logical_date,
+        interval.start,
+        interval.end,
+        run_type as RunType,
+        conf,
     )
-    .bind(&dag.id)
-    .bind(logical_date)
-    .bind(interval.start)
-    .bind(interval.end)
-    .bind(run_type)
-    .bind(conf)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(run_id) = run_id else {
@@ -158,21 +158,23 @@ pub async fn create(
         max_delays.push(t.retry.max_delay.as_millis() as i64);
         timeouts.push(t.timeout.map(|d| d.as_millis() as i64));
     }
-    sqlx::query(include_str!("../queries/insert_task_instances.sql"))
-        .bind(run_id)
-        .bind(&ids)
-        .bind(&kinds)
-        .bind(&params)
-        .bind(&upstream)
-        .bind(&leaf)
-        .bind(&rules)
-        .bind(&retries)
-        .bind(&delays)
-        .bind(&backoffs)
-        .bind(&max_delays)
-        .bind(&timeouts)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query_file!(
+        "src/queries/insert_task_instances.sql",
+        run_id,
+        &ids,
+        &kinds,
+        &params,
+        &upstream,
+        &leaf,
+        &rules as &[&str],
+        &retries,
+        &delays,
+        &backoffs,
+        &max_delays,
+        &timeouts as &[Option<i64>],
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(Some(run_id))
 }
 
@@ -287,10 +289,10 @@ pub async fn backfill(
 /// Starts the oldest queued runs of every unpaused DAG, as far as each DAG's
 /// max_active_runs allows, and queues their first tasks. Returns how many started.
 pub async fn start_queued(pool: &PgPool) -> Result<usize> {
-    let dag_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT r.dag_id FROM setlist.dag_runs r
-         JOIN setlist.dags d USING (dag_id)
-         WHERE r.state = 'queued' AND NOT d.is_paused",
+    let dag_ids: Vec<String> = sqlx::query_scalar!(
+        r#"SELECT DISTINCT r.dag_id AS "dag_id!" FROM setlist.dag_runs r
+           JOIN setlist.dags d USING (dag_id)
+           WHERE r.state = 'queued' AND NOT d.is_paused"#,
     )
     .fetch_all(pool)
     .await?;
@@ -298,31 +300,32 @@ pub async fn start_queued(pool: &PgPool) -> Result<usize> {
     for dag_id in dag_ids {
         let mut tx = pool.begin().await?;
         // Lock the DAG so two schedulers never start more than max_active_runs.
-        let (paused, max_active): (bool, i32) = sqlx::query_as(
-            "SELECT is_paused, COALESCE((definition->>'max_active_runs')::int, 16)
-             FROM setlist.dags WHERE dag_id = $1 FOR UPDATE",
+        let dag = sqlx::query!(
+            r#"SELECT is_paused, COALESCE((definition->>'max_active_runs')::int, 16) AS "max_active!"
+               FROM setlist.dags WHERE dag_id = $1 FOR UPDATE"#,
+            dag_id
         )
-        .bind(&dag_id)
         .fetch_one(&mut *tx)
         .await?;
+        let (paused, max_active) = (dag.is_paused, dag.max_active);
         if paused {
             continue;
         }
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'running'",
+        let running: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "running!" FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'running'"#,
+            dag_id
         )
-        .bind(&dag_id)
         .fetch_one(&mut *tx)
         .await?;
         let room = (max_active as i64 - running).max(0);
-        let runs: Vec<i64> = sqlx::query_scalar(
+        let runs: Vec<i64> = sqlx::query_scalar!(
             "UPDATE setlist.dag_runs SET state = 'running', started_at = clock_timestamp()
              WHERE id IN (SELECT id FROM setlist.dag_runs WHERE dag_id = $1 AND state = 'queued'
                           ORDER BY logical_date LIMIT $2)
              RETURNING id",
+            dag_id,
+            room
         )
-        .bind(&dag_id)
-        .bind(room)
         .fetch_all(&mut *tx)
         .await?;
         let mut queued_any = false;
@@ -340,28 +343,41 @@ pub async fn start_queued(pool: &PgPool) -> Result<usize> {
 
 /// The latest runs, newest first, of one DAG or of all.
 pub async fn list(pool: &PgPool, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
-    Ok(sqlx::query_as(
-        "SELECT * FROM setlist.dag_runs WHERE ($1::text IS NULL OR dag_id = $1)
-         ORDER BY logical_date DESC, id DESC LIMIT $2",
+    Ok(sqlx::query_as!(
+        RunRow,
+        r#"SELECT id, dag_id, logical_date, data_interval_start, data_interval_end,
+                run_type AS "run_type: RunType", state AS "state: RunState", conf,
+                created_at, started_at, ended_at
+         FROM setlist.dag_runs WHERE ($1::text IS NULL OR dag_id = $1)
+         ORDER BY logical_date DESC, id DESC LIMIT $2"#,
+        dag_id,
+        limit
     )
-    .bind(dag_id)
-    .bind(limit)
     .fetch_all(pool)
     .await?)
 }
 
 /// One run and its task instances.
 pub async fn get(pool: &PgPool, run_id: i64) -> Result<(RunRow, Vec<TaskInstanceRow>)> {
-    let run: RunRow = sqlx::query_as("SELECT * FROM setlist.dag_runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))?;
-    let tasks = sqlx::query_as(
-        "SELECT id, task_id, kind, state, failure_reason, try_number, max_tries, queued_at, started_at, ended_at, retry_at, output
-         FROM setlist.task_instances WHERE run_id = $1 ORDER BY id",
+    let run: RunRow = sqlx::query_as!(
+        RunRow,
+        r#"SELECT id, dag_id, logical_date, data_interval_start, data_interval_end,
+                run_type AS "run_type: RunType", state AS "state: RunState", conf,
+                created_at, started_at, ended_at
+         FROM setlist.dag_runs WHERE id = $1"#,
+        run_id
     )
-    .bind(run_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))?;
+    let tasks = sqlx::query_as!(
+        TaskInstanceRow,
+        r#"SELECT id, task_id, kind, state AS "state: TaskState",
+                failure_reason AS "failure_reason: FailureReason", try_number, max_tries,
+                queued_at, started_at, ended_at, retry_at, output
+         FROM setlist.task_instances WHERE run_id = $1 ORDER BY id"#,
+        run_id
+    )
     .fetch_all(pool)
     .await?;
     Ok((run, tasks))
@@ -369,12 +385,15 @@ pub async fn get(pool: &PgPool, run_id: i64) -> Result<(RunRow, Vec<TaskInstance
 
 /// The latest scheduled run's interval, from which the next one follows.
 pub async fn latest_scheduled_interval(pool: &PgPool, dag_id: &str) -> Result<Option<Interval>> {
-    let row: Option<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT data_interval_start, data_interval_end FROM setlist.dag_runs
          WHERE dag_id = $1 AND run_type = 'scheduled' ORDER BY logical_date DESC LIMIT 1",
+        dag_id
     )
-    .bind(dag_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(start, end)| Interval { start, end }))
+    Ok(row.map(|r| Interval {
+        start: r.data_interval_start,
+        end: r.data_interval_end,
+    }))
 }

@@ -30,19 +30,6 @@ struct Waiting {
     up_skipped: i32,
 }
 
-/// The counter column a terminal state bumps on the downstream tasks.
-fn counter_column(state: TaskState) -> Option<&'static str> {
-    match state {
-        TaskState::Success => Some("up_success"),
-        TaskState::Failed => Some("up_failed"),
-        TaskState::UpstreamFailed => Some("up_upstream_failed"),
-        TaskState::Skipped => Some("up_skipped"),
-        TaskState::Scheduled | TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
-            None
-        }
-    }
-}
-
 /// Records that `tasks` ended in `state` on their downstream tasks' counters.
 async fn bump_downstream(
     conn: &mut PgConnection,
@@ -50,16 +37,25 @@ async fn bump_downstream(
     tasks: &[String],
     state: TaskState,
 ) -> Result<()> {
-    let Some(column) = counter_column(state) else {
+    if !state.is_terminal() {
         return Ok(());
-    };
-    sqlx::query(&format!(
-        "UPDATE setlist.task_instances
-         SET {column} = {column} + (SELECT count(*) FROM unnest(upstream) u WHERE u = ANY ($2))
-         WHERE run_id = $1 AND upstream && $2"
-    ))
-    .bind(run_id)
-    .bind(tasks)
+    }
+    // One statement for the four counters: each adds, for the state that ended, how
+    // many of the row's upstream tasks are among `tasks`.
+    sqlx::query!(
+        "UPDATE setlist.task_instances t
+         SET up_success = up_success + CASE WHEN $3 = 'success' THEN c.n ELSE 0 END,
+             up_failed = up_failed + CASE WHEN $3 = 'failed' THEN c.n ELSE 0 END,
+             up_upstream_failed = up_upstream_failed
+                 + CASE WHEN $3 = 'upstream_failed' THEN c.n ELSE 0 END,
+             up_skipped = up_skipped + CASE WHEN $3 = 'skipped' THEN c.n ELSE 0 END
+         FROM (SELECT d.id, (SELECT count(*) FROM unnest(d.upstream) u WHERE u = ANY ($2))::int AS n
+               FROM setlist.task_instances d WHERE d.run_id = $1 AND d.upstream && $2) c
+         WHERE t.id = c.id",
+        run_id,
+        tasks,
+        state as TaskState,
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -94,14 +90,15 @@ async fn decide(
     let mut changed = changed;
     let mut queued_any = false;
     loop {
-        let waiting: Vec<Waiting> = sqlx::query_as(
-            "SELECT id, task_id, trigger_rule, cardinality(upstream) AS total,
+        let waiting: Vec<Waiting> = sqlx::query_as!(
+            Waiting,
+            r#"SELECT id, task_id, trigger_rule, cardinality(upstream) AS "total!",
                     up_success, up_failed, up_upstream_failed, up_skipped
              FROM setlist.task_instances
-             WHERE run_id = $1 AND state = 'scheduled' AND ($2::text[] IS NULL OR upstream && $2::text[])",
+             WHERE run_id = $1 AND state = 'scheduled' AND ($2::text[] IS NULL OR upstream && $2::text[])"#,
+            run_id,
+            changed.as_deref() as Option<&[String]>,
         )
-        .bind(run_id)
-        .bind(&changed)
         .fetch_all(&mut *conn)
         .await?;
         let (mut ready, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
@@ -122,11 +119,11 @@ async fn decide(
             }
         }
         if !ready.is_empty() {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE setlist.task_instances SET state = 'queued', queued_at = clock_timestamp()
                  WHERE id = ANY ($1)",
+                &ready,
             )
-            .bind(&ready)
             .execute(&mut *conn)
             .await?;
             queued_any = true;
@@ -145,14 +142,14 @@ async fn decide(
             }
             let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
             let names: Vec<String> = tasks.into_iter().map(|t| t.1).collect();
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE setlist.task_instances
                  SET state = $2, failure_reason = $3, ended_at = clock_timestamp()
                  WHERE id = ANY ($1) AND state = 'scheduled'",
+                &ids,
+                state as TaskState,
+                reason as Option<FailureReason>,
             )
-            .bind(&ids)
-            .bind(state)
-            .bind(reason)
             .execute(&mut *conn)
             .await?;
             bump_downstream(conn, run_id, &names, state).await?;
@@ -167,8 +164,7 @@ async fn decide(
 
 /// Ends the run if all its tasks are done; returns its final state.
 pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option<RunState>> {
-    let state: Option<RunState> = sqlx::query_scalar(include_str!("../queries/finalize_run.sql"))
-        .bind(run_id)
+    let state: Option<RunState> = sqlx::query_file_scalar!("src/queries/finalize_run.sql", run_id)
         .fetch_optional(&mut *conn)
         .await?;
     if state.is_some() {
@@ -178,11 +174,13 @@ pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option
 }
 
 async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<RunState> {
-    sqlx::query_scalar("SELECT state FROM setlist.dag_runs WHERE id = $1 FOR UPDATE")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))
+    sqlx::query_scalar!(
+        r#"SELECT state AS "state: RunState" FROM setlist.dag_runs WHERE id = $1 FOR UPDATE"#,
+        run_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no run with id {run_id}")))
 }
 
 /// How an attempt ended.
@@ -244,12 +242,13 @@ pub async fn finish_attempt(
 ) -> Result<Finished> {
     let mut tx = pool.begin().await?;
     lock_run(&mut tx, run_id).await?;
-    let ti: Owned = sqlx::query_as(
-        "SELECT task_id, state, worker_id, try_number, max_tries, retry_delay_ms, retry_backoff,
-                max_retry_delay_ms, cancel_requested
-         FROM setlist.task_instances WHERE id = $1 FOR UPDATE",
+    let ti: Owned = sqlx::query_as!(
+        Owned,
+        r#"SELECT task_id, state AS "state: TaskState", worker_id, try_number, max_tries,
+                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested
+         FROM setlist.task_instances WHERE id = $1 FOR UPDATE"#,
+        ti_id
     )
-    .bind(ti_id)
     .fetch_one(&mut *tx)
     .await?;
     let (attempt_state, error, reason) = match &outcome {
@@ -258,16 +257,16 @@ pub async fn finish_attempt(
             (AttemptState::Failed, Some(message.as_str()), Some(*reason))
         }
     };
-    sqlx::query(
+    sqlx::query!(
         "UPDATE setlist.attempts
          SET state = $3, error = $4, failure_reason = $5, ended_at = clock_timestamp()
          WHERE ti_id = $1 AND try_number = $2 AND state = 'running'",
+        ti_id,
+        try_number,
+        attempt_state as AttemptState,
+        error,
+        reason as Option<FailureReason>,
     )
-    .bind(ti_id)
-    .bind(try_number)
-    .bind(attempt_state)
-    .bind(error)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     let owns = ti.state == TaskState::Running
@@ -302,19 +301,20 @@ pub async fn finish_attempt(
     } else {
         None
     };
-    sqlx::query(
+    sqlx::query!(
         "UPDATE setlist.task_instances
          SET state = $2, output = $3, worker_id = NULL, cancel_requested = false,
              failure_reason = $5,
-             ended_at = CASE WHEN $2 = 'up_for_retry' THEN NULL ELSE clock_timestamp() END,
+             ended_at = CASE WHEN $2::setlist.task_state = 'up_for_retry' THEN NULL
+                             ELSE clock_timestamp() END,
              retry_at = clock_timestamp() + make_interval(secs => $4)
          WHERE id = $1",
+        ti_id,
+        state as TaskState,
+        output,
+        retry_in,
+        reason as Option<FailureReason>,
     )
-    .bind(ti_id)
-    .bind(state)
-    .bind(output)
-    .bind(retry_in)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     if state == TaskState::UpForRetry {
@@ -335,15 +335,16 @@ pub async fn finish_attempt(
 /// waiting tasks and ends it if nothing is left to do (a cleared task whose upstream
 /// failed is upstream_failed at once). The caller holds the run's lock.
 async fn reopen(conn: &mut PgConnection, run_id: i64, run_state: RunState) -> Result<()> {
-    sqlx::query(include_str!("../queries/recount_upstream.sql"))
-        .bind(run_id)
+    sqlx::query_file!("src/queries/recount_upstream.sql", run_id)
         .execute(&mut *conn)
         .await?;
     if run_state != RunState::Queued {
-        sqlx::query("UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1")
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1",
+            run_id
+        )
+        .execute(&mut *conn)
+        .await?;
         if evaluate(conn, run_id).await? {
             notify(conn, WORK_CHANNEL, "").await?;
         }
@@ -362,12 +363,16 @@ pub async fn clear(
 ) -> Result<Vec<String>> {
     let mut tx = pool.begin().await?;
     let run_state = lock_run(&mut tx, run_id).await?;
-    let rows: Vec<(String, Vec<String>, TaskState)> = sqlx::query_as(
-        "SELECT task_id, upstream, state FROM setlist.task_instances WHERE run_id = $1",
+    let rows: Vec<(String, Vec<String>, TaskState)> = sqlx::query!(
+        r#"SELECT task_id, upstream, state AS "state: TaskState"
+           FROM setlist.task_instances WHERE run_id = $1"#,
+        run_id
     )
-    .bind(run_id)
     .fetch_all(&mut *tx)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.task_id, r.upstream, r.state))
+    .collect();
     let states: HashMap<&str, TaskState> = rows.iter().map(|(t, _, s)| (t.as_str(), *s)).collect();
     let mut selected: BTreeSet<String> = BTreeSet::new();
     for id in task_ids {
@@ -393,15 +398,15 @@ pub async fn clear(
         refuse_move(run_id, task, states[task.as_str()], TaskState::Scheduled)?;
     }
     let selected: Vec<String> = selected.into_iter().collect();
-    sqlx::query(
+    sqlx::query!(
         "UPDATE setlist.task_instances
          SET state = 'scheduled', max_tries = try_number + retries + 1, retry_at = NULL,
              queued_at = NULL, started_at = NULL, ended_at = NULL, output = NULL,
              worker_id = NULL, cancel_requested = false, failure_reason = NULL
          WHERE run_id = $1 AND task_id = ANY ($2)",
+        run_id,
+        &selected,
     )
-    .bind(run_id)
-    .bind(&selected)
     .execute(&mut *tx)
     .await?;
     reopen(&mut tx, run_id, run_state).await?;
@@ -433,25 +438,26 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -
     }
     let mut tx = pool.begin().await?;
     let run_state = lock_run(&mut tx, run_id).await?;
-    let current: Option<TaskState> = sqlx::query_scalar(
-        "SELECT state FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
+    let current: Option<TaskState> = sqlx::query_scalar!(
+        r#"SELECT state AS "state: TaskState" FROM setlist.task_instances
+           WHERE run_id = $1 AND task_id = $2"#,
+        run_id,
+        task_id
     )
-    .bind(run_id)
-    .bind(task_id)
     .fetch_optional(&mut *tx)
     .await?;
     let current =
         current.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
     refuse_move(run_id, task_id, current, state)?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE setlist.task_instances
          SET state = $3, retry_at = NULL, worker_id = NULL, cancel_requested = false,
              failure_reason = NULL, ended_at = clock_timestamp()
          WHERE run_id = $1 AND task_id = $2",
+        run_id,
+        task_id,
+        state as TaskState,
     )
-    .bind(run_id)
-    .bind(task_id)
-    .bind(state)
     .execute(&mut *tx)
     .await?;
     reopen(&mut tx, run_id, run_state).await?;
@@ -462,12 +468,15 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -
 /// Asks the worker running a task to stop it. The attempt fails and is not retried.
 pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result<i64> {
     let mut tx = pool.begin().await?;
-    let row: Option<(i64, TaskState)> =
-        sqlx::query_as("SELECT id, state FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2 FOR UPDATE")
-            .bind(run_id)
-            .bind(task_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row: Option<(i64, TaskState)> = sqlx::query!(
+        r#"SELECT id, state AS "state: TaskState" FROM setlist.task_instances
+               WHERE run_id = $1 AND task_id = $2 FOR UPDATE"#,
+        run_id,
+        task_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| (r.id, r.state));
     let (ti_id, state) =
         row.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
     if state != TaskState::Running {
@@ -475,10 +484,12 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
             "task `{task_id}` of run {run_id} is {state}, not running"
         )));
     }
-    sqlx::query("UPDATE setlist.task_instances SET cancel_requested = true WHERE id = $1")
-        .bind(ti_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE setlist.task_instances SET cancel_requested = true WHERE id = $1",
+        ti_id
+    )
+    .execute(&mut *tx)
+    .await?;
     notify(&mut tx, CANCEL_CHANNEL, &ti_id.to_string()).await?;
     tx.commit().await?;
     Ok(ti_id)
@@ -487,12 +498,12 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
 /// Ends every running run whose tasks are all done: a safety net for a process that
 /// died between a task's end and its run's.
 pub async fn finalize_finished_runs(pool: &PgPool) -> Result<usize> {
-    let ids: Vec<i64> = sqlx::query_scalar(
+    let ids: Vec<i64> = sqlx::query_scalar!(
         "SELECT r.id FROM setlist.dag_runs r WHERE r.state = 'running'
          AND NOT EXISTS (SELECT 1 FROM setlist.task_instances t WHERE t.run_id = r.id
                          AND t.state = ANY ($1))",
+        TaskState::unfinished() as Vec<TaskState>,
     )
-    .bind(TaskState::unfinished())
     .fetch_all(pool)
     .await?;
     let mut ended = 0;
@@ -509,8 +520,8 @@ pub async fn finalize_finished_runs(pool: &PgPool) -> Result<usize> {
 
 /// The earliest time a retry becomes due, for workers to sleep until.
 pub async fn next_retry_at(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar(
-        "SELECT min(retry_at) FROM setlist.task_instances WHERE state = 'up_for_retry'",
+    Ok(sqlx::query_scalar!(
+        "SELECT min(retry_at) FROM setlist.task_instances WHERE state = 'up_for_retry'"
     )
     .fetch_one(pool)
     .await?)

@@ -14,13 +14,13 @@ pub async fn register(pool: &PgPool, id: Uuid, concurrency: usize) -> Result<()>
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO setlist.workers (id, hostname, pid, concurrency, state) VALUES ($1, $2, $3, $4, 'active')",
+        id,
+        hostname,
+        std::process::id() as i32,
+        concurrency as i32,
     )
-    .bind(id)
-    .bind(hostname)
-    .bind(std::process::id() as i32)
-    .bind(concurrency as i32)
     .execute(pool)
     .await?;
     Ok(())
@@ -29,12 +29,12 @@ pub async fn register(pool: &PgPool, id: Uuid, concurrency: usize) -> Result<()>
 /// Records that the worker is alive. Returns false if the reaper had given it up,
 /// in which case its running attempts were already retried elsewhere.
 pub async fn heartbeat(pool: &PgPool, id: Uuid) -> Result<bool> {
-    let previous: Option<WorkerState> = sqlx::query_scalar(
-        "UPDATE setlist.workers w SET last_heartbeat = clock_timestamp(), state = 'active'
-         FROM (SELECT state FROM setlist.workers WHERE id = $1 FOR UPDATE) old
-         WHERE w.id = $1 RETURNING old.state",
+    let previous: Option<WorkerState> = sqlx::query_scalar!(
+        r#"UPDATE setlist.workers w SET last_heartbeat = clock_timestamp(), state = 'active'
+           FROM (SELECT state FROM setlist.workers WHERE id = $1 FOR UPDATE) old
+           WHERE w.id = $1 RETURNING old.state AS "state: WorkerState""#,
+        id,
     )
-    .bind(id)
     .fetch_optional(pool)
     .await?;
     Ok(previous == Some(WorkerState::Active))
@@ -42,30 +42,32 @@ pub async fn heartbeat(pool: &PgPool, id: Uuid) -> Result<bool> {
 
 /// Marks a worker as stopped on a clean shutdown.
 pub async fn deregister(pool: &PgPool, id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE setlist.workers SET state = 'stopped' WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "UPDATE setlist.workers SET state = 'stopped' WHERE id = $1",
+        id
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// Gives up on workers silent for longer than `timeout` and fails their running
 /// attempts, which retries them where tries remain. Returns the attempts reaped.
 pub async fn reap_lost(pool: &PgPool, timeout: Duration) -> Result<usize> {
-    let lost: Vec<Uuid> = sqlx::query_scalar(
+    let lost: Vec<Uuid> = sqlx::query_scalar!(
         "UPDATE setlist.workers SET state = 'lost'
          WHERE state = 'active' AND last_heartbeat < clock_timestamp() - make_interval(secs => $1)
          RETURNING id",
+        timeout.as_secs_f64(),
     )
-    .bind(timeout.as_secs_f64())
     .fetch_all(pool)
     .await?;
     // Also sweep running attempts of workers that are already lost or stopped (a
     // previous reaper that died half way, a worker that exited uncleanly).
-    let orphans: Vec<(i64, i64, i32, Uuid)> = sqlx::query_as(
-        "SELECT t.id, t.run_id, t.try_number, t.worker_id FROM setlist.task_instances t
-         JOIN setlist.workers w ON w.id = t.worker_id
-         WHERE t.state = 'running' AND w.state IN ('lost', 'stopped')",
+    let orphans = sqlx::query!(
+        r#"SELECT t.id, t.run_id, t.try_number, w.id AS "worker!" FROM setlist.task_instances t
+           JOIN setlist.workers w ON w.id = t.worker_id
+           WHERE t.state = 'running' AND w.state IN ('lost', 'stopped')"#,
     )
     .fetch_all(pool)
     .await?;
@@ -73,7 +75,9 @@ pub async fn reap_lost(pool: &PgPool, timeout: Duration) -> Result<usize> {
         tracing::warn!(worker = %id, timeout_s = timeout.as_secs_f64(), "Worker stopped heartbeating; retrying its work.");
     }
     let mut reaped = 0;
-    for (ti_id, run_id, try_number, worker) in orphans {
+    for orphan in orphans {
+        let (ti_id, run_id, try_number, worker) =
+            (orphan.id, orphan.run_id, orphan.try_number, orphan.worker);
         let reason = format!(
             "worker {worker} was lost (no heartbeat for {}s)",
             timeout.as_secs_f64()

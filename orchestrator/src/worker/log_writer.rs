@@ -22,15 +22,15 @@ pub fn spawn(pool: PgPool, attempt_id: i64) -> (LogSink, JoinHandle<()>) {
             let at: Vec<_> = batch.iter().map(|l| l.at).collect();
             let streams: Vec<&str> = batch.iter().map(|l| l.stream.as_str()).collect();
             let lines: Vec<String> = batch.drain(..).map(|l| l.line).collect();
-            let stored = sqlx::query(
+            let stored = sqlx::query!(
                 "INSERT INTO setlist.attempt_logs (attempt_id, seq, logged_at, stream, line)
                  SELECT $1, * FROM UNNEST($2::int[], $3::timestamptz[], $4::text[], $5::text[])",
+                attempt_id,
+                &seqs,
+                &at,
+                &streams as &[&str],
+                &lines,
             )
-            .bind(attempt_id)
-            .bind(&seqs)
-            .bind(&at)
-            .bind(&streams)
-            .bind(&lines)
             .execute(&pool)
             .await;
             if let Err(e) = stored {

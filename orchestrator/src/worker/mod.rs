@@ -135,10 +135,11 @@ impl Worker {
 
     /// Claims the next ready task instance, if any.
     pub async fn claim(&self) -> Result<Option<Claimed>> {
-        Ok(sqlx::query_as(include_str!("../queries/claim.sql"))
-            .bind(self.id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_file_as!(Claimed, "src/queries/claim.sql", self.id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Claims one task instance and runs it to the end. `None` when nothing is ready.
@@ -197,15 +198,16 @@ impl Worker {
         let upstream_outputs: BTreeMap<String, Value> = if c.upstream.is_empty() {
             BTreeMap::new()
         } else {
-            sqlx::query_as::<_, (String, Value)>(
-                "SELECT task_id, output FROM setlist.task_instances
-                 WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL",
+            sqlx::query!(
+                r#"SELECT task_id, output AS "output!" FROM setlist.task_instances
+                   WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL"#,
+                c.run_id,
+                &c.upstream,
             )
-            .bind(c.run_id)
-            .bind(&c.upstream)
             .fetch_all(&self.pool)
             .await?
             .into_iter()
+            .map(|r| (r.task_id, r.output))
             .collect()
         };
         let (log, writer) = log_writer::spawn(self.pool.clone(), c.attempt_id);
@@ -277,10 +279,10 @@ impl Worker {
                 ),
             ),
             Stop::Cancel => {
-                let by_person: bool = sqlx::query_scalar(
+                let by_person: bool = sqlx::query_scalar!(
                     "SELECT cancel_requested FROM setlist.task_instances WHERE id = $1",
+                    ti_id
                 )
-                .bind(ti_id)
                 .fetch_one(&self.pool)
                 .await?;
                 if by_person {
