@@ -7,7 +7,7 @@
 #   docker run --rm -p 127.0.0.1:8080:8080 -e DATABASE_URL=postgres://... setlist
 #
 # No secret is baked in: DATABASE_URL, SETLIST_API_TOKEN, AWS_* and SNOWFLAKE_* come
-# from the environment at run time (README, "Connections").
+# from the environment at run time (README, "Configuration").
 
 # The toolchain the project is developed and tested with (DESIGN.md, "Toolchain"), on
 # the same Debian release as the runtime stage, so the binary links the same glibc.

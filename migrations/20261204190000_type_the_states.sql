@@ -40,6 +40,7 @@ ALTER TABLE setlist.attempts
 -- Earlier failures carried their reason in the message only.
 UPDATE setlist.attempts SET failure_reason = CASE
         WHEN error LIKE 'timed out%' THEN 'timeout'
+        WHEN error = 'cancelled' THEN 'error'  -- a worker's shutdown, which was retried
         WHEN error LIKE 'cancelled%' THEN 'cancelled'
         WHEN error LIKE 'worker % was lost%' THEN 'worker_lost'
         WHEN error LIKE 'invalid params%' OR error LIKE 'this worker has no task kind%' THEN 'invalid'

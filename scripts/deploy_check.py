@@ -3,11 +3,13 @@
 Run by scripts/deploy-check.sh after the linters, with the checkers' virtualenv's Python
 (ruamel.yaml for the workflow) and Docker Compose's own loader for docker-compose.yml:
 
-    deploy_check.py ROOT DOCKER_COMPOSE [AIRFLOW_PYTHON]
+    deploy_check.py ROOT DOCKER_COMPOSE [AIRFLOW_PYTHON] [CONFIG_SHOW]
+
+(CONFIG_SHOW: a file holding what `setlist config show` printed with no settings.)
 
 What it compares, each against the place that owns the fact:
 - names and ports: the bucket, its port and the AWS_* variables (scripts/s3.sh), the
-  topic (tasks/src/kafka.rs, the CLI), the database and its port (scripts/postgres.sh,
+  topic (the configuration, through `setlist config show`), the database and its port (scripts/postgres.sh,
   scripts/lib.sh), the broker's port (scripts/kafka.sh), the web port and that the
   scripts keep 127.0.0.1 (scripts/run.sh);
 - pins: dbt (scripts/dbt.sh), Airflow (scripts/airflow.sh and its constraints file), the Rust toolchain and

@@ -1,6 +1,7 @@
 //! The `App`: one [`Config`], the state store's pool and the task kinds, and the
 //! services the config turns on, each supervised: a service that fails is restarted
-//! with backoff while the others go on, until shutdown.
+//! with backoff while the others go on, until shutdown (the web server, whose failure
+//! is a port already taken, stops them instead).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,7 +109,8 @@ impl App {
         }
     }
 
-    /// Runs `services` until `shutdown`, each restarted with backoff when it fails.
+    /// Runs `services` until `shutdown`, each restarted with backoff when it fails (the web
+    /// server stops the others instead: a taken port is no failure to retry).
     pub async fn run(&self, services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut running = JoinSet::new();
         if services.scheduler {
@@ -175,11 +177,10 @@ impl App {
             }));
         }
         if services.web {
+            // Not restarted: a port already taken is an error to stop on, not to retry,
+            // and axum does not fail once it listens.
             let state = self.web_state()?;
-            running.spawn(supervise("web", shutdown.clone(), {
-                let shutdown = shutdown.clone();
-                move || setlist_web::serve(state.clone(), shutdown.clone())
-            }));
+            running.spawn(setlist_web::serve(state, shutdown.clone()));
         }
         let mut result = Ok(());
         while let Some(done) = running.join_next().await {

@@ -2,7 +2,8 @@
 //! built-in defaults, then `setlist.toml` in the working folder (or `--config FILE`),
 //! then `SETLIST_*` environment variables, then command-line flags. It is validated
 //! then, with errors that name the key and where its value came from, and handed down:
-//! nothing below the [`crate::App`] reads the environment.
+//! nothing below the [`crate::App`] reads the environment for these settings (the
+//! Snowflake and Airflow kinds and object_store's AWS_* still read their own).
 //!
 //! Every setting has one name: the key in the file (`kafka.topic`) and the variable
 //! `SETLIST_` + the key in capitals with `_` for `.` (`SETLIST_KAFKA_TOPIC`). A few
@@ -449,14 +450,17 @@ fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer>> {
             unknown.join(", ")
         );
     }
+    layers.extend(profile_warehouse(vars));
     Ok(layers)
 }
 
-/// Variables inside a section's names that are not settings: the dbt profile's own
-/// SETLIST_WAREHOUSE_* (set from warehouse.url for dbt) and the scripts' broker port.
+/// Variables inside a section's names that are not settings of their own: the dbt
+/// profile's SETLIST_WAREHOUSE_* (read as one `warehouse.url`, [`profile_warehouse`]),
+/// the scripts' broker port and Docker Compose's published web port.
 fn is_tooling(rest: &str) -> bool {
     const NAMES: &[&str] = &[
         "KAFKA_PORT",
+        "WEB_PORT",
         "WAREHOUSE_HOST",
         "WAREHOUSE_PORT",
         "WAREHOUSE_USER",
@@ -464,6 +468,41 @@ fn is_tooling(rest: &str) -> bool {
         "WAREHOUSE_DB",
     ];
     NAMES.contains(&rest)
+}
+
+/// The dbt profile's older variables (SETLIST_WAREHOUSE_HOST, _PORT, _USER, _PASSWORD,
+/// _DB) as the one `warehouse.url` they describe, when any is set and
+/// SETLIST_WAREHOUSE_URL is not: the loader, dbt and the pages then share that
+/// warehouse, as the profile alone used to mean for dbt.
+fn profile_warehouse(vars: &[(String, String)]) -> Option<Layer> {
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let parts =
+        ["HOST", "PORT", "USER", "PASSWORD", "DB"].map(|p| get(&format!("SETLIST_WAREHOUSE_{p}")));
+    if get("SETLIST_WAREHOUSE_URL").is_some() || parts.iter().all(Option::is_none) {
+        return None;
+    }
+    let [host, port, user, password, db] = parts;
+    let mut url = url::Url::parse("postgres://localhost/").expect("a valid base");
+    url.set_host(Some(host.as_deref().unwrap_or("127.0.0.1")))
+        .ok()?;
+    url.set_port(Some(port.as_deref().unwrap_or("5432").parse().ok()?))
+        .ok()?;
+    url.set_username(user.as_deref().unwrap_or("postgres"))
+        .ok()?;
+    if let Some(p) = &password {
+        url.set_password(Some(p)).ok()?;
+    }
+    url.set_path(db.as_deref().unwrap_or("setlist"));
+    Some(Layer::new(
+        "warehouse.url",
+        url.to_string().into(),
+        "environment variables".into(),
+        "SETLIST_WAREHOUSE_HOST/_PORT/_USER/_PASSWORD/_DB".into(),
+    ))
 }
 
 /// Checks that serde cannot express, each problem with its key and, from

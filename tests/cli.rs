@@ -186,3 +186,18 @@ fn config_show_names_each_setting_s_source_and_a_bad_one_stops_the_command() {
         "error: invalid configuration:\n  worker.concurrency: must be at least 1 (from environment variable SETLIST_WORKER_CONCURRENCY)"
     );
 }
+
+/// A web server whose port is taken stops with the reason instead of retrying forever.
+#[tokio::test]
+async fn a_taken_port_stops_setlist_web_with_the_reason() {
+    let db = TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let o = setlist(&db.url, &["web", "--bind", &bind]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("error: cannot listen on {bind}: ")),
+        "{err}"
+    );
+}

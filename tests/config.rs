@@ -251,3 +251,50 @@ fn values_serde_cannot_judge_are_checked_too() {
         )
     );
 }
+
+#[test]
+fn the_dbt_profile_s_older_variables_become_the_one_warehouse_url() {
+    let c = load(
+        None,
+        &vars(&[
+            ("SETLIST_WAREHOUSE_HOST", "wh.internal"),
+            ("SETLIST_WAREHOUSE_PASSWORD", "p&s+w rd"),
+            ("SETLIST_WAREHOUSE_DB", "gold"),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.config.warehouse.url.as_ref().unwrap().expose(),
+        "postgres://postgres:p&s+w%20rd@wh.internal:5432/gold"
+    );
+    assert!(c.show().contains(
+        "warehouse.url = \"postgres://postgres:***@wh.internal:5432/gold\"    # environment variables SETLIST_WAREHOUSE_HOST/_PORT/_USER/_PASSWORD/_DB"
+    ));
+    // SETLIST_WAREHOUSE_URL, when given, is the warehouse.
+    let c = load(
+        None,
+        &vars(&[
+            ("SETLIST_WAREHOUSE_HOST", "wh.internal"),
+            ("SETLIST_WAREHOUSE_URL", "postgres://me@elsewhere/gold"),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.config.warehouse.url.unwrap().expose(),
+        "postgres://me@elsewhere/gold"
+    );
+}
+
+#[test]
+fn secret_kafka_properties_never_show() {
+    let (_dir, path) =
+        file("[kafka.properties]\n\"sasl.password\" = \"hunter3\"\n\"linger.ms\" = \"5\"\n");
+    let loaded = load(Some(&path), &[], Flags::new()).unwrap();
+    assert_eq!(loaded.config.kafka.properties["sasl.password"], "hunter3");
+    let shown = loaded.show();
+    assert!(!shown.contains("hunter3"), "{shown}");
+    assert!(shown.contains("\"linger.ms\":\"5\""), "{shown}");
+    assert!(!format!("{:?}", loaded.config).contains("hunter3"));
+}

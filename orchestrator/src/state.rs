@@ -309,7 +309,7 @@ macro_rules! display_as_str {
     ($($ty:ty),* $(,)?) => {$(
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     )*};

@@ -6,24 +6,21 @@ use setlist::{App, Services};
 
 use super::Ctx;
 
-/// Prints where the UI is and how to get in: on a loopback address the token itself
-/// (it is local), elsewhere the file that holds it.
+/// Prints where the UI is and how to get in: the token Setlist made itself, on a
+/// loopback address (it is local), so a newcomer can log in without reading a file;
+/// elsewhere only the file that holds it; a token given in the settings never.
 pub fn announce(app: &App) -> anyhow::Result<()> {
     let bind = app.config.web.bind;
     let token = app.api_token()?;
     println!("  web          http://{bind}/ (API under /api/v1)");
     match (&token.file, bind.ip().is_loopback()) {
-        (_, true) => println!(
-            "  log in with  {}   (the API token{})",
+        (Some(path), true) => println!(
+            "  log in with  {}   (the API token, kept in {})",
             token.secret.expose(),
-            token
-                .file
-                .as_ref()
-                .map(|f| format!(", kept in {}", f.display()))
-                .unwrap_or_default()
+            path.display()
         ),
         (Some(path), false) => println!("  API token    in {}", path.display()),
-        (None, false) => println!("  API token    from web.api_token (SETLIST_API_TOKEN)"),
+        (None, _) => println!("  API token    from web.api_token (SETLIST_API_TOKEN)"),
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Where the broker is and any librdkafka property to pass through. As a task's
 /// params, a field left out (empty) is taken from Setlist's `kafka` settings
 /// ([`KafkaConfig::or`]).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port]`.
@@ -23,7 +23,7 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub topic: String,
     /// Any librdkafka property (`"linger.ms" = "5"`), applied last so it wins.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -36,6 +36,43 @@ pub struct Watermarks {
     pub low: i64,
     /// The offset the next event will get; `high - low` is how many events are kept.
     pub high: i64,
+}
+
+/// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `ssl.keystore.password`, ...), which Debug and `config show` never print.
+fn is_secret(property: &str) -> bool {
+    ["password", "secret", "key.pem", "token"]
+        .iter()
+        .any(|s| property.contains(s))
+}
+
+/// The properties with their secret values replaced.
+fn shown(properties: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    properties
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret(k) {
+                "[redacted]"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect()
+}
+
+fn redacted<S: serde::Serializer>(p: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&shown(p), s)
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("properties", &shown(&self.properties))
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {

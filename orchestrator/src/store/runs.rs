@@ -27,7 +27,7 @@ pub enum RunType {
 
 impl std::fmt::Display for RunType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -134,13 +134,20 @@ impl Warehouse for Postgres {
             .await?;
         sqlx::query(&create_plays()).execute(&mut *tx).await?;
         // A field added to the play since the table was made: its column, empty for
-        // the rows loaded before.
+        // the rows loaded before. Only then: ALTER TABLE locks the table even when the
+        // column exists, and dbt reads bronze while the loader runs.
+        let have: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = 'bronze' AND table_name = 'plays'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         for (name, ty) in raw_columns() {
-            sqlx::query(&format!(
-                "ALTER TABLE bronze.plays ADD COLUMN IF NOT EXISTS {name} {ty}"
-            ))
-            .execute(&mut *tx)
-            .await?;
+            if !have.contains(&name) {
+                sqlx::query(&format!("ALTER TABLE bronze.plays ADD COLUMN {name} {ty}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         sqlx::query("CREATE INDEX IF NOT EXISTS plays_loaded_at ON bronze.plays (loaded_at)")
             .execute(&mut *tx)

@@ -87,10 +87,9 @@ fn warehouse_env(settings: &Settings) -> anyhow::Result<BTreeMap<String, String>
     let parsed = url::Url::parse(url.expose())
         .with_context(|| format!("the warehouse URL {url} is not a URL"))?;
     let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
     };
     if let Some(host) = parsed.host_str() {
         env.insert("SETLIST_WAREHOUSE_HOST".into(), host.to_string());
@@ -303,5 +302,25 @@ impl ParseCache {
         if saved.is_err() {
             let _ = std::fs::remove_file(&staged);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_warehouse_url_reaches_the_profile_decoded() {
+        let mut settings = crate::settings::Settings::default();
+        settings.warehouse = crate::settings::WarehouseSettings {
+            kind: crate::settings::WarehouseKind::Postgres,
+            url: Some(orchestrator::DbUrl::new(
+                "postgres://me:p%26s+w%20rd@wh.internal:6543/gold",
+            )),
+        };
+        let env = super::warehouse_env(&settings).unwrap();
+        assert_eq!(env["SETLIST_WAREHOUSE_HOST"], "wh.internal");
+        assert_eq!(env["SETLIST_WAREHOUSE_PORT"], "6543");
+        assert_eq!(env["SETLIST_WAREHOUSE_USER"], "me");
+        assert_eq!(env["SETLIST_WAREHOUSE_PASSWORD"], "p&s+w rd");
+        assert_eq!(env["SETLIST_WAREHOUSE_DB"], "gold");
     }
 }
