@@ -40,18 +40,19 @@ async fn bump_downstream(
     if !state.is_terminal() {
         return Ok(());
     }
-    // One statement for the four counters: each adds, for the state that ended, how
-    // many of the row's upstream tasks are among `tasks`.
+    // One statement for the four counters: only the ended state's branch counts how
+    // many of the row's upstream tasks are among `tasks` (CASE evaluates no other).
     sqlx::query!(
-        "UPDATE setlist.task_instances t
-         SET up_success = up_success + CASE WHEN $3 = 'success' THEN c.n ELSE 0 END,
-             up_failed = up_failed + CASE WHEN $3 = 'failed' THEN c.n ELSE 0 END,
-             up_upstream_failed = up_upstream_failed
-                 + CASE WHEN $3 = 'upstream_failed' THEN c.n ELSE 0 END,
-             up_skipped = up_skipped + CASE WHEN $3 = 'skipped' THEN c.n ELSE 0 END
-         FROM (SELECT d.id, (SELECT count(*) FROM unnest(d.upstream) u WHERE u = ANY ($2))::int AS n
-               FROM setlist.task_instances d WHERE d.run_id = $1 AND d.upstream && $2) c
-         WHERE t.id = c.id",
+        "UPDATE setlist.task_instances
+         SET up_success = up_success + CASE WHEN $3 = 'success'
+                 THEN (SELECT count(*) FROM unnest(upstream) u WHERE u = ANY ($2))::int ELSE 0 END,
+             up_failed = up_failed + CASE WHEN $3 = 'failed'
+                 THEN (SELECT count(*) FROM unnest(upstream) u WHERE u = ANY ($2))::int ELSE 0 END,
+             up_upstream_failed = up_upstream_failed + CASE WHEN $3 = 'upstream_failed'
+                 THEN (SELECT count(*) FROM unnest(upstream) u WHERE u = ANY ($2))::int ELSE 0 END,
+             up_skipped = up_skipped + CASE WHEN $3 = 'skipped'
+                 THEN (SELECT count(*) FROM unnest(upstream) u WHERE u = ANY ($2))::int ELSE 0 END
+         WHERE run_id = $1 AND upstream && $2",
         run_id,
         tasks,
         state as TaskState,
