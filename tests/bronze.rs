@@ -205,6 +205,43 @@ async fn an_object_from_before_the_extras_column_loads_with_it_empty() {
 }
 
 #[tokio::test]
+async fn a_bronze_table_from_before_a_new_field_gets_its_column_and_keeps_its_rows() {
+    let db = TestDb::new().await;
+    let (topic, dir) = landed(&db, 1_000, 1_000).await;
+    assert_eq!(load(&db, &topic, &dir).await.rows, 1_000);
+    // The table as an earlier version made it: no extras column.
+    sqlx::query("ALTER TABLE bronze.plays DROP COLUMN extras")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let newer = "raw/plays/dt=2026-05-01/hr=17/after-upgrade.parquet";
+    stray_object(
+        &db.pool,
+        &dir,
+        &topic,
+        newer,
+        0,
+        object_without_extras(100, 7),
+    )
+    .await;
+    let report = load(&db, &topic, &dir).await;
+    assert_eq!(
+        (report.rows, report.failed.len()),
+        (100, 0),
+        "{:?}",
+        report.failed
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM bronze.plays WHERE extras IS NULL"
+        )
+        .await,
+        1_100
+    );
+}
+
+#[tokio::test]
 async fn a_worker_killed_during_load_bronze_is_retried_and_loads_each_object_once() {
     let db = TestDb::new().await;
     let (topic, dir) = landed(&db, 40_000, 100).await;
