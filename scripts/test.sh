@@ -40,9 +40,11 @@ say "cargo sqlx prepare --check"
 sqlx_db="setlist_t_sqlx_$$"
 psql -q "$SETLIST_TEST_DATABASE_URL" -c "CREATE DATABASE $sqlx_db" >/dev/null
 sqlx_url="${SETLIST_TEST_DATABASE_URL%/*}/$sqlx_db"
-target/debug/setlist --database-url "$sqlx_url" db migrate >/dev/null &&
-    DATABASE_URL="$sqlx_url" PATH="$SETLIST_SQLX_BIN:$PATH" cargo sqlx prepare --workspace --check ||
-    { say "The .sqlx/ query data is stale: run DATABASE_URL=<a migrated database> cargo sqlx prepare --workspace"; status=1; }
+if ! { target/debug/setlist --database-url "$sqlx_url" db migrate >/dev/null &&
+    DATABASE_URL="$sqlx_url" PATH="$SETLIST_SQLX_BIN:$PATH" cargo sqlx prepare --workspace --check; }; then
+    say "The .sqlx/ query data is stale: run DATABASE_URL=<a migrated database> cargo sqlx prepare --workspace"
+    status=1
+fi
 psql -q "$SETLIST_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $sqlx_db WITH (FORCE)" >/dev/null
 # After the tests: they built the binary whose settings the deployment files must match.
 say "deployment files: Dockerfile, docker-compose.yml, CI workflow, BI (scripts/deploy-check.sh)"
