@@ -12,7 +12,7 @@ use setlist::shutdown_on_signal;
 use super::{Ctx, parse_duration};
 
 /// A duration as the configuration writes it.
-fn duration(d: Option<Duration>) -> Option<String> {
+pub(super) fn duration(d: Option<Duration>) -> Option<String> {
     d.map(|d| humantime::format_duration(d).to_string())
 }
 

@@ -114,11 +114,7 @@ impl LandArgs {
         self.kafka
             .flags(flags)
             .set("store.url", self.store_url.clone())
-            .set(
-                "land.max_age",
-                self.max_age
-                    .map(|d| humantime::format_duration(d).to_string()),
-            )
+            .set("land.max_age", super::services::duration(self.max_age))
     }
 }
 
