@@ -613,3 +613,34 @@ async fn two_landers_on_the_same_partitions_land_each_event_once() {
         .collect();
     assert_eq!((landed.len(), ids.len()), (20_000, 20_000));
 }
+
+#[tokio::test]
+async fn a_lander_started_before_its_topic_exists_waits_for_it_then_lands_everything() {
+    let db = TestDb::new().await;
+    let topic = unique("plays");
+    let dir = common::streaming::lake_dir();
+    let sim = common::streaming::simulation(&topic, 300);
+    let shutdown = CancellationToken::new();
+    // The lander first: its topic does not exist yet, as at `standalone`'s start when
+    // the simulator has not created it. It waits instead of failing.
+    let lander = tokio::spawn(
+        Lander::new(
+            Land {
+                kafka: sim.kafka.clone(),
+                group_id: unique("g"),
+                max_age: Duration::from_millis(300),
+                ..Land::new(&dir)
+            },
+            db.pool.clone(),
+        )
+        .unwrap()
+        .run(shutdown.clone()),
+    );
+    produce_all(&sim).await;
+    common::streaming::wait_for_landed(&db.pool, &topic, 300, Duration::from_secs(120)).await;
+    assert!(!lander.is_finished(), "the lander stopped on its own");
+    shutdown.cancel();
+    let stats = lander.await.unwrap().unwrap();
+    assert_eq!(stats.events, 300);
+    assert_eq!(stats.dead_letters, 0);
+}

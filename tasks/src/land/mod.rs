@@ -252,12 +252,13 @@ impl Lander {
         })
     }
 
-    /// Assigns this lander's partitions, each at the ledger's position.
-    async fn assign(&mut self) -> anyhow::Result<()> {
-        let topic = self.config.kafka.topic.clone();
+    /// This lander's partitions of the topic as the broker knows them now (none while
+    /// the topic does not exist).
+    fn partition_ids(&self) -> anyhow::Result<Vec<i32>> {
+        let topic = &self.config.kafka.topic;
         let metadata = self
             .consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
             .with_context(|| format!("cannot read the metadata of topic {topic} from {} (scripts/kafka.sh starts a broker)", self.config.kafka.brokers))?;
         let mut ids: Vec<i32> = metadata
             .topics()
@@ -267,10 +268,42 @@ impl Lander {
             .filter(|p| self.config.partitions.is_empty() || self.config.partitions.contains(p))
             .collect();
         ids.sort_unstable();
-        anyhow::ensure!(
-            !ids.is_empty(),
-            "topic {topic} has no partitions to land (does it exist?)"
-        );
+        Ok(ids)
+    }
+
+    /// Waits until the topic has partitions for this lander (a lander may start before
+    /// the producer that creates the topic), saying so now and then; `None` when
+    /// `shutdown` came first.
+    async fn wait_for_partitions(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Vec<i32>>> {
+        let topic = &self.config.kafka.topic;
+        let since = Instant::now();
+        let mut said = None::<Instant>;
+        loop {
+            let ids = self.partition_ids()?;
+            if !ids.is_empty() {
+                return Ok(Some(ids));
+            }
+            if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
+                tracing::info!(
+                    topic = %topic,
+                    waited_s = since.elapsed().as_secs(),
+                    "Waiting for the topic to exist (a producer creates it)."
+                );
+                said = Some(Instant::now());
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Assigns partitions `ids` of the topic, each at the ledger's position.
+    async fn assign(&mut self, ids: Vec<i32>) -> anyhow::Result<()> {
+        let topic = self.config.kafka.topic.clone();
         let mut list = TopicPartitionList::new();
         for p in &ids {
             let resume = ledger::resume(&self.pool, &topic, *p).await?;
@@ -287,7 +320,10 @@ impl Lander {
 
     /// Consumes until `shutdown`, then writes the open batches.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<LandStats> {
-        self.assign().await?;
+        let Some(ids) = self.wait_for_partitions(&shutdown).await? else {
+            return Ok(self.stats);
+        };
+        self.assign(ids).await?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_report = (Instant::now(), 0u64);
         tracing::info!(topic = %self.config.kafka.topic, store = %self.storage.url, "Lander started.");
