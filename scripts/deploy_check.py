@@ -122,7 +122,7 @@ profile_defaults = dict(re.findall(r"env_var\('(\w+)',\s*'([^']*)'\)", profiles)
 known_vars |= set(profile_defaults)
 for script in (ROOT / "scripts").glob("*.sh"):
     known_vars |= set(re.findall(r'^echo "([A-Z][A-Z0-9_]+)=', script.read_text(), re.M))
-# Read by object_store's AmazonS3Builder::from_env and by dbt itself (not named in our sources).
+# AWS_* the configuration passes on to object_store as the s3 connection, and dbt's own (not all named in our sources).
 known_vars |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "DBT_LOG_PATH"}
 
 # --- docker-compose.yml, as Docker Compose itself loads it ---------------------------

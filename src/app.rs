@@ -35,6 +35,12 @@ pub struct Services {
     pub web: bool,
 }
 
+/// Every task kind of this build, checking the connections DAG files name against
+/// the ones `config` defines.
+pub fn registry(config: &Config) -> Registry {
+    tasks::registry().with_connections(config.resolved.iter().map(|c| c.name.clone()))
+}
+
 /// A configured Setlist: the state store it talks to and what its tasks can do.
 pub struct App {
     /// The configuration, read once.
@@ -59,9 +65,9 @@ impl App {
             })?;
         store::migrate(&pool).await?;
         Ok(Self {
+            registry: Arc::new(registry(&config)),
             config,
             pool,
-            registry: Arc::new(tasks::registry()),
         })
     }
 
@@ -74,6 +80,7 @@ impl App {
             c.store.clone(),
             c.warehouse.clone(),
             c.dbt.clone(),
+            c.resolved.clone(),
             c.database_url.clone(),
             self.pool.clone(),
         ))
@@ -101,12 +108,14 @@ impl App {
     }
 
     /// The lander's settings.
-    pub fn lander_config(&self) -> Land {
-        Land {
-            kafka: self.config.kafka.clone(),
-            max_age: self.config.land.max_age,
-            ..Land::new(self.config.store.url.clone())
-        }
+    pub fn lander_config(&self) -> anyhow::Result<Land> {
+        let c = &self.config;
+        Ok(Land {
+            kafka: c.kafka.clone(),
+            max_age: c.land.max_age,
+            store_options: c.store.options(&c.resolved)?,
+            ..Land::new(c.store.url.clone())
+        })
     }
 
     /// Runs `services` until `shutdown`, each restarted with backoff when it fails (the web
@@ -167,7 +176,7 @@ impl App {
             }));
         }
         if services.lander {
-            let (config, pool) = (self.lander_config(), self.pool.clone());
+            let (config, pool) = (self.lander_config()?, self.pool.clone());
             running.spawn(supervise("lander", shutdown.clone(), {
                 let shutdown = shutdown.clone();
                 move || {
@@ -201,7 +210,6 @@ impl App {
             bind: c.web.bind,
             token: self.api_token()?.token,
             public_reads: c.web.public_reads,
-            dags_dir: c.dags_dir.clone(),
             kafka: c.kafka.clone(),
         };
         let url = c.warehouse.url.as_ref().unwrap_or(&c.database_url);
@@ -221,7 +229,6 @@ impl App {
         Ok(setlist_web::AppState::new(
             self.pool.clone(),
             warehouse,
-            self.registry.clone(),
             config,
         ))
     }

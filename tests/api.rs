@@ -431,26 +431,53 @@ async fn the_api_answers_as_its_openapi_document_says_under_schemathesis() {
 }
 
 #[tokio::test]
-async fn a_dag_file_added_or_changed_while_serving_is_seen_at_once() {
+async fn a_dag_file_added_changed_or_removed_reaches_the_api_through_the_scheduler() {
     let dir = common::web::dags();
     let api = common::web::serve_dags(&dir, &[]).await;
+    // The web server reads the store; the scheduler is the one that parses the folder,
+    // and notices a change at its next housekeeping.
+    let _scheduler = common::Procs(vec![common::spawn_setlist_with(
+        &api.db,
+        &dir,
+        &["scheduler"],
+        &[("SETLIST_SCHEDULER_HOUSEKEEPING_INTERVAL", "100ms".into())],
+    )]);
     assert_eq!(api.get("/api/v1/dags/late").await.0, StatusCode::NOT_FOUND);
     let file = |description: &str| {
         format!(
             "[dag]\nid = \"late\"\ndescription = \"{description}\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\n"
         )
     };
+    let description = async |want: Option<&str>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (status, dag) = api.get("/api/v1/dags/late").await;
+            let got = (status == StatusCode::OK)
+                .then(|| dag["description"].as_str().unwrap_or("").to_string());
+            if got.as_deref() == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "wanted {want:?}, the API says {got:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
     std::fs::write(dir.join("late.toml"), file("new")).unwrap();
-    let (status, dag) = api.get("/api/v1/dags/late").await;
-    assert_eq!(
-        (status, dag["description"].as_str()),
-        (StatusCode::OK, Some("new"))
-    );
+    description(Some("new")).await;
     std::fs::write(dir.join("late.toml"), file("changed since")).unwrap();
-    assert_eq!(
-        api.get("/api/v1/dags/late").await.1["description"],
-        "changed since"
-    );
+    description(Some("changed since")).await;
     std::fs::remove_file(dir.join("late.toml")).unwrap();
-    assert_eq!(api.get("/api/v1/dags/late").await.0, StatusCode::NOT_FOUND);
+    description(None).await;
+    // The broken file the folder came with is reported by the scheduler's parse too.
+    let (_, body) = api.get("/api/v1/dags").await;
+    let errors = body["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("broken.toml:3:12: invalid schedule")),
+        "{errors:?}"
+    );
 }

@@ -28,6 +28,20 @@ fn text(o: &Output) -> (String, String) {
 #[tokio::test]
 async fn trigger_show_logs_pause_and_backfill() {
     let db = TestDb::new().await;
+    // Before any scheduler has parsed the folder, the store has no DAG, and says how to
+    // get one.
+    let o = setlist(&db.url, &["dags", "trigger", "fan_out"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains(
+            "error: no DAG `fan_out` in the state store (loaded: none); a scheduler, or `setlist dags sync`, records the DAG folder's"
+        ),
+        "{:?}",
+        text(&o)
+    );
+    let o = setlist(&db.url, &["dags", "sync"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("ok  fan_out ("), "{:?}", text(&o));
     let o = setlist(
         &db.url,
         &["dags", "trigger", "fan_out", "--conf", r#"{"region":"EU"}"#],
@@ -86,6 +100,7 @@ async fn trigger_show_logs_pause_and_backfill() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
     let db = TestDb::new().await;
+    assert!(setlist(&db.url, &["dags", "sync"]).status.success());
     let cases: [(&[&str], &str); 6] = [
         (
             &["dags", "trigger", "fan_out", "--conf", "{oops"],

@@ -85,6 +85,7 @@ fn the_older_variable_names_still_work_and_the_key_s_own_wins() {
             ("DATABASE_URL", "postgres://a@h/one"),
             ("SETLIST_DBT", "/opt/dbt"),
             ("SETLIST_WAREHOUSE", "snowflake"),
+            ("SETLIST_CONN_SNOWFLAKE", "snowflake://me:pw@acct/DB"),
         ]),
         Flags::new(),
     )
@@ -297,4 +298,202 @@ fn secret_kafka_properties_never_show() {
     assert!(!shown.contains("hunter3"), "{shown}");
     assert!(shown.contains("\"linger.ms\":\"5\""), "{shown}");
     assert!(!format!("{:?}", loaded.config).contains("hunter3"));
+}
+
+#[test]
+fn connections_come_from_the_file_and_setlist_conn_variables_with_secrets_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("sf-password");
+    std::fs::write(&secret, "s3cr3t\n").unwrap();
+    let (_d, path) = file(&format!(
+        r#"
+        [connections.snowflake]
+        url = "snowflake://LOADER@myorg-acct/SETLIST?warehouse=LOAD_WH&role=LOADER"
+        password_file = "{}"
+        [connections.airflow]
+        url = "http://admin@file-host:8080"
+        password_env = "AIRFLOW_PW"
+        "#,
+        secret.display()
+    ));
+    let loaded = load(
+        Some(&path),
+        &vars(&[
+            ("AIRFLOW_PW", "hunter2"),
+            // A variable wins over the file, as for any key.
+            ("SETLIST_CONN_AIRFLOW", "http://ops@env-host:8080"),
+            (
+                "SETLIST_CONN_WAREHOUSE",
+                "postgres://me:pw@db:5432/analytics",
+            ),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
+    let c = &loaded.config.resolved;
+    let sf = c
+        .get("snowflake", tasks::connection::ConnectionKind::Snowflake)
+        .unwrap();
+    assert_eq!(sf.password().unwrap().expose(), "s3cr3t");
+    assert_eq!(sf.param("warehouse").as_deref(), Some("LOAD_WH"));
+    let airflow = c
+        .get("airflow", tasks::connection::ConnectionKind::Http)
+        .unwrap();
+    assert_eq!(airflow.http_url(), "http://env-host:8080/");
+    assert_eq!(airflow.login().as_deref(), Some("ops"));
+    assert_eq!(airflow.password().unwrap().expose(), "hunter2");
+    let wh = c
+        .get("warehouse", tasks::connection::ConnectionKind::Postgres)
+        .unwrap();
+    assert_eq!(
+        wh.postgres_url().expose(),
+        "postgres://me:pw@db:5432/analytics"
+    );
+
+    let shown = loaded.show();
+    for secret in ["s3cr3t", "hunter2", ":pw@"] {
+        assert!(!shown.contains(secret), "{secret} shows in:\n{shown}");
+    }
+    assert!(
+        shown.contains("connections.warehouse = \"postgres://me:***@db:5432/analytics\"    # postgres connection; environment variable SETLIST_CONN_WAREHOUSE; variable SETLIST_CONN_WAREHOUSE"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "connections.snowflake = \"snowflake://LOADER:***@myorg-acct/SETLIST?warehouse=LOAD_WH&role=LOADER\"    # snowflake connection; file {}",
+            path.display()
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_older_variables_of_snowflake_airflow_and_aws_become_connections() {
+    let loaded = load(
+        None,
+        &vars(&[
+            ("SNOWFLAKE_ACCOUNT", "acct"),
+            ("SNOWFLAKE_USER", "loader"),
+            ("SNOWFLAKE_PASSWORD", "pw1"),
+            ("SNOWFLAKE_DATABASE", "DB1"),
+            ("SETLIST_SNOWFLAKE_URL", "http://127.0.0.1:18444"),
+            ("SETLIST_AIRFLOW_URL", "http://127.0.0.1:8080"),
+            ("SETLIST_AIRFLOW_USERNAME", "admin"),
+            ("SETLIST_AIRFLOW_PASSWORD", "pw2"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:18333"),
+            ("AWS_ACCESS_KEY_ID", "key"),
+            ("AWS_SECRET_ACCESS_KEY", "pw3"),
+            ("AWS_SESSION_TOKEN", "tok"),
+            ("AWS_PROFILE", "not-an-object-store-option"),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
+    use tasks::connection::ConnectionKind::*;
+    let c = &loaded.config.resolved;
+    let sf = c.get("snowflake", Snowflake).unwrap();
+    assert_eq!(
+        sf.shown(),
+        "snowflake://loader:***@acct/DB1?endpoint=http%3A%2F%2F127.0.0.1%3A18444"
+    );
+    assert_eq!(
+        sf.param("endpoint").as_deref(),
+        Some("http://127.0.0.1:18444")
+    );
+    assert_eq!(sf.password().unwrap().expose(), "pw1");
+    let airflow = c.get("airflow", Http).unwrap();
+    assert_eq!(airflow.login().as_deref(), Some("admin"));
+    assert_eq!(airflow.password().unwrap().expose(), "pw2");
+    let s3: std::collections::BTreeMap<String, String> =
+        c.get("s3", S3).unwrap().s3_options().into_iter().collect();
+    assert_eq!(s3["endpoint"], "http://127.0.0.1:18333");
+    assert_eq!(s3["allow_http"], "true");
+    assert_eq!(s3["access_key_id"], "key");
+    assert_eq!(s3["secret_access_key"], "pw3");
+    assert_eq!(s3["aws_session_token"], "tok");
+    assert!(!s3.contains_key("aws_profile"));
+    assert!(
+        loaded.show().contains("connections.s3 = \"s3://key:***@127.0.0.1:18333?secure=false\"    # s3 connection; environment variables AWS_*"),
+        "{}",
+        loaded.show()
+    );
+
+    // A connection defined by name wins over the older variables whole.
+    let loaded = load(
+        None,
+        &vars(&[
+            ("SNOWFLAKE_ACCOUNT", "acct"),
+            ("SNOWFLAKE_USER", "loader"),
+            ("SETLIST_CONN_SNOWFLAKE", "snowflake://other:pw@acct2/DB2"),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
+    let sf = loaded.config.resolved.get("snowflake", Snowflake).unwrap();
+    assert_eq!(sf.login().as_deref(), Some("other"));
+}
+
+#[test]
+fn a_bad_connection_names_its_field_and_where_it_came_from() {
+    let (_d, path) = file(
+        r#"
+        [connections.lake]
+        url = "s3://key@127.0.0.1:18333"
+        password_env = "NOT_SET_ANYWHERE"
+        "#,
+    );
+    let e = error(Some(&path), &[], Flags::new());
+    assert_eq!(
+        e,
+        format!(
+            "invalid configuration:\n  connections.lake.password_env: names NOT_SET_ANYWHERE, which is not set (from file {})",
+            path.display()
+        )
+    );
+    let e = error(None, &[("SETLIST_CONN_ODD", "ftp://h")], Flags::new());
+    assert!(
+        e.starts_with(
+            "invalid configuration:\n  connections.odd.url: its scheme ftp:// names no kind"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("(from environment variable SETLIST_CONN_ODD)"),
+        "{e}"
+    );
+    let e = error(
+        None,
+        &[("SETLIST_CONN_SF", "snowflake://u@acct/DB")],
+        Flags::new(),
+    );
+    assert_eq!(
+        e,
+        "invalid configuration:\n  connections.sf.password: a Snowflake connection needs a password or a private key (private_key_file) (from environment variable SETLIST_CONN_SF)"
+    );
+    let (_d, path) = file("[connections.x]\nurl = \"http://h\"\npasword = \"typo\"\n");
+    let e = error(Some(&path), &[], Flags::new());
+    assert!(
+        e.contains("connections.x.pasword: unknown field: found `pasword`"),
+        "{e}"
+    );
+    // A setting that names a connection the configuration lacks, or one of another kind.
+    let e = error(
+        None,
+        &[
+            ("SETLIST_WAREHOUSE_KIND", "snowflake"),
+            ("SETLIST_CONN_SNOWFLAKE", "http://h"),
+        ],
+        Flags::new(),
+    );
+    assert_eq!(
+        e,
+        "invalid configuration:\n  warehouse.kind: the Snowflake warehouse needs its connection: connection `snowflake` is a http connection, not the snowflake connection this needs (from environment variable SETLIST_WAREHOUSE_KIND)"
+    );
+    let e = error(None, &[("SETLIST_STORE_CONNECTION", "lake")], Flags::new());
+    assert!(
+        e.starts_with(
+            "invalid configuration:\n  store.connection: no connection named `lake` (defined: none)"
+        ),
+        "{e}"
+    );
 }

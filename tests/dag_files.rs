@@ -136,3 +136,23 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_task_naming_a_connection_the_configuration_lacks_is_named_at_its_place() {
+    let registry = tasks::registry().with_connections(["snowflake".to_string()]);
+    let dir = tempfile_dir();
+    std::fs::write(
+        dir.join("load.toml"),
+        "[dag]\nid = \"load\"\n\n[[task]]\nid = \"load\"\nkind = \"load_bronze\"\nparams = { warehouse = \"snowflake\", connection = \"snowflak\" }\n\n[[task]]\nid = \"ok\"\nkind = \"load_bronze\"\nparams = { connection = \"snowflake\" }\n",
+    )
+    .unwrap();
+    let bag = load_dir(&dir, &registry);
+    let errors: Vec<String> = bag.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "{}/load.toml:7:50: task `load`: params.connection: no connection named `snowflak` (defined: snowflake)",
+            dir.display()
+        )]
+    );
+}

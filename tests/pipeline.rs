@@ -70,8 +70,24 @@ async fn land(
     lander.await.unwrap().unwrap();
 }
 
-/// Triggers a DAG with the CLI and waits for that run to succeed.
+/// Triggers a DAG with the CLI, once the scheduler has recorded it, and waits for that
+/// run to succeed.
 async fn run_dag(db: &TestDb, setlist: &dyn Fn(&[&str]) -> Command, dag: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM setlist.dags WHERE dag_id = $1 AND is_active)",
+    )
+    .bind(dag)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler never recorded {dag}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let out = setlist(&["dags", "trigger", dag]).output().unwrap();
     assert!(
         out.status.success(),

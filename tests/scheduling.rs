@@ -320,3 +320,80 @@ async fn new_data_starts_one_run_at_a_time_of_the_dags_triggered_by_it() {
         vec![("triggered".to_string(), "success".to_string()); 2]
     );
 }
+
+#[tokio::test]
+async fn the_store_holds_what_the_scheduler_parsed_for_every_other_reader() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("setlist-dags-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hourly.toml"), hourly(true, 3)).unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        "[dag]\nid = \"broken\"\nschedule = \"61 * * * *\"\n[[task]]\nid = \"t\"\nkind = \"noop\"\n",
+    )
+    .unwrap();
+    let mut s = Scheduler::new(db.pool.clone(), registry(), SchedulerConfig::new(&dir));
+    s.reload().await.unwrap();
+
+    // A reader gets the very DAG the scheduler parsed, and the broken file's problem
+    // with its place, without reading a file.
+    let stored = dags::parsed(&db.pool).await.unwrap();
+    let parsed = s.dags().get("hourly").unwrap();
+    let read = stored.get("hourly").unwrap();
+    assert_eq!(read.definition_hash(), parsed.definition_hash());
+    assert_eq!(read.file, parsed.file);
+    assert_eq!(read.schedule.expr(), Some("0 * * * *"));
+    let errors: Vec<String> = stored.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "{}:3:12: invalid schedule",
+            dir.join("broken.toml").display()
+        )),
+        "{errors:?}"
+    );
+
+    // Unchanged files are not parsed again; a fixed file and a removed one are noticed.
+    assert!(!s.reload_if_changed().await.unwrap());
+    std::fs::write(
+        dir.join("broken.toml"),
+        hourly(false, 1).replace("\"hourly\"", "\"fixed\""),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("hourly.toml")).unwrap();
+    assert!(s.reload_if_changed().await.unwrap());
+    let stored = dags::parsed(&db.pool).await.unwrap();
+    let ids: Vec<&str> = stored.dags.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["fixed"]);
+    assert!(stored.errors.is_empty(), "{:?}", stored.errors);
+    let err = dags::get(&db.pool, "hourly").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("no DAG `hourly` in the state store (loaded: fixed)"),
+        "{err}"
+    );
+    // The removed DAG's row stays for its runs' sake, inactive.
+    let active: bool =
+        sqlx::query_scalar("SELECT is_active FROM setlist.dags WHERE dag_id = 'hourly'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(!active);
+
+    // A definition this version cannot read is a problem of its file, not a lost DAG.
+    sqlx::query(
+        "UPDATE setlist.dags SET definition = '{\"id\": \"fixed\"}' WHERE dag_id = 'fixed'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let stored = dags::parsed(&db.pool).await.unwrap();
+    assert!(stored.dags.is_empty());
+    let message = stored.errors[0].to_string();
+    assert!(
+        message.contains(
+            "the stored definition of DAG `fixed` cannot be read by this version (missing field"
+        ),
+        "{message}"
+    );
+}

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::streaming::{landed, simulation, stray_object, unique};
-use common::{Procs, TestDb, spawn_setlist_with, trigger_via_cli};
+use common::{Procs, TestDb, spawn_setlist_with, trigger_via_cli, trigger_via_cli_with};
 use snowflake_connector_rs::CellValue;
 use tasks::bronze::snowflake::{Snowflake, SnowflakeAuth, SnowflakeConfig};
 use tasks::bronze::{LoadBronze, LoadReport};
@@ -170,7 +170,35 @@ async fn a_corrupt_object_fails_by_name_in_snowflake_and_leaves_no_rows() {
 }
 
 #[tokio::test]
-async fn a_dag_loads_into_snowflake_configured_from_the_environment() {
+async fn a_dag_loads_into_snowflake_through_a_named_connection() {
+    let db = TestDb::new().await;
+    let (topic, dir) = landed(&db, 1_500, 500).await;
+    let (sf, config) = snowflake(&dir).await;
+    let dags = std::env::temp_dir().join(unique("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("load.toml"),
+        format!(
+            "[dag]\nid = \"load\"\n[[task]]\nid = \"load_bronze\"\nkind = \"load_bronze\"\nparams = {{ store_url = \"{dir}\", topic = \"{topic}\", warehouse = \"snowflake\", connection = \"lake_sf\" }}\n"
+        ),
+    )
+    .unwrap();
+    let env = [(
+        "SETLIST_CONN_LAKE_SF",
+        format!(
+            "snowflake://setlist:unused@fakesnow/{}?endpoint=http://{FAKESNOW}",
+            config.database
+        ),
+    )];
+    let _procs = Procs(vec![spawn_setlist_with(&db, &dags, &["standalone"], &env)]);
+    trigger_via_cli_with(&db, &dags, "load", &env);
+    let state = common::wait_for_run(&db.pool, "load", Duration::from_secs(60)).await;
+    assert_eq!(state, "success");
+    assert_eq!(count(&sf, "SELECT count(*) FROM bronze.plays").await, 1_500);
+}
+
+#[tokio::test]
+async fn a_dag_loads_into_snowflake_configured_by_the_older_variables() {
     let db = TestDb::new().await;
     let (topic, dir) = landed(&db, 1_500, 500).await;
     let (sf, config) = snowflake(&dir).await;

@@ -1,7 +1,7 @@
 //! The map from a task kind's name to the code that builds it. The binary fills it;
 //! the engine only looks names up, so the engine never imports a task kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -50,14 +50,27 @@ pub trait TaskConfig: Task + DeserializeOwned + 'static {
     fn validate(&self) -> Result<(), ParamError> {
         Ok(())
     }
+
+    /// The named connections these params refer to, each with the path of its param
+    /// (`("connection", "snowflake")`), so that loading a DAG can point at an unknown one.
+    fn connections(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
-type Build = Box<dyn Fn(&Value) -> Result<Box<dyn Task>, ParamError> + Send + Sync>;
+type Build = Box<
+    dyn Fn(&Value) -> Result<(Box<dyn Task>, Vec<(&'static str, String)>), ParamError>
+        + Send
+        + Sync,
+>;
 
 /// Task kinds by name.
 #[derive(Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Build>,
+    /// The connections the configuration defines; `None`: not checked (a registry
+    /// built without a configuration, as in unit tests).
+    connections: Option<BTreeSet<String>>,
 }
 
 impl fmt::Debug for Registry {
@@ -85,9 +98,17 @@ impl Registry {
                     }
                 })?;
                 config.validate()?;
-                Ok(Box::new(config) as Box<dyn Task>)
+                let connections = config.connections();
+                Ok((Box::new(config) as Box<dyn Task>, connections))
             }),
         );
+        self
+    }
+
+    /// Checks every connection a task names against `names`, so that a DAG naming one
+    /// the configuration lacks fails to load with the param's place.
+    pub fn with_connections(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.connections = Some(names.into_iter().collect());
         self
     }
 
@@ -103,6 +124,27 @@ impl Registry {
 
     /// Builds a runnable task of `kind` from its params. `None` if the kind is unknown.
     pub fn build(&self, kind: &str, params: &Value) -> Option<Result<Box<dyn Task>, ParamError>> {
-        self.kinds.get(kind).map(|build| build(params))
+        let build = self.kinds.get(kind)?;
+        Some(build(params).and_then(|(task, named)| {
+            if let Some(known) = &self.connections {
+                for (path, name) in named {
+                    if !known.contains(&name) {
+                        let defined: Vec<&str> = known.iter().map(String::as_str).collect();
+                        return Err(ParamError::at(
+                            path,
+                            format!(
+                                "no connection named `{name}` (defined: {})",
+                                if defined.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    defined.join(", ")
+                                }
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(task)
+        }))
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// When a DAG runs by itself, if ever.
 #[derive(Debug, Clone)]
@@ -35,6 +35,29 @@ impl Serialize for Schedule {
         st.serialize_field("cron", &self.expr)?;
         st.serialize_field("timezone", self.timezone.name())?;
         st.end()
+    }
+}
+
+/// A schedule as the store keeps it: the cron expression as written and the zone.
+#[derive(Deserialize)]
+struct StoredSchedule {
+    cron: Option<String>,
+    timezone: String,
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    /// Reads a schedule back from the store's JSON, parsing its cron expression again.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let stored = StoredSchedule::deserialize(d)?;
+        let timezone: Tz = stored
+            .timezone
+            .parse()
+            .map_err(|_| D::Error::custom(format!("unknown timezone {:?}", stored.timezone)))?;
+        match stored.cron {
+            Some(expr) => Schedule::cron(&expr, timezone).map_err(D::Error::custom),
+            None => Ok(Schedule::manual(timezone)),
+        }
     }
 }
 

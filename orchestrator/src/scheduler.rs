@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::dag::{Dag, DagBag, load_dir};
+use crate::dag::{Dag, DagBag, Fingerprint, fingerprint, load_dir};
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::store::runs::{self, RunType};
@@ -28,7 +28,8 @@ pub struct SchedulerConfig {
     pub worker_timeout: Duration,
     /// How often to reap lost workers and look for due retries of lost work.
     pub housekeeping_interval: Duration,
-    /// How often to re-read the DAG folder.
+    /// How often to re-read the DAG folder even when no file seems changed (a changed,
+    /// added or removed file is noticed at the next housekeeping).
     pub reload_interval: Duration,
     /// At most this many runs per DAG are created in one tick (a long catchup
     /// is spread over several ticks).
@@ -67,6 +68,8 @@ pub struct Scheduler {
     registry: Arc<Registry>,
     config: SchedulerConfig,
     bag: DagBag,
+    /// The DAG folder's files at the last reload.
+    seen: Fingerprint,
 }
 
 impl Scheduler {
@@ -77,19 +80,33 @@ impl Scheduler {
             registry,
             config,
             bag: DagBag::default(),
+            seen: Fingerprint::default(),
         }
     }
 
-    /// Re-reads the DAG folder and records the DAGs that loaded. Broken files are
-    /// logged with their locations and skipped.
+    /// Re-reads the DAG folder and records what it found in the store, where the
+    /// pages, the API and the CLI read it: the DAGs that loaded, and every problem of
+    /// the files that did not (logged too, with their locations; those files are
+    /// skipped until fixed).
     pub async fn reload(&mut self) -> Result<&DagBag> {
+        let seen = fingerprint(&self.config.dags_dir);
         let bag = load_dir(&self.config.dags_dir, &self.registry);
         for e in &bag.errors {
             tracing::warn!(error = %e, "DAG file has a problem; it is skipped until fixed.");
         }
-        dags::sync(&self.pool, &bag).await?;
+        dags::record_parse(&self.pool, &bag).await?;
         self.bag = bag;
+        self.seen = seen;
         Ok(&self.bag)
+    }
+
+    /// Reloads when a DAG file was added, removed or changed since the last reload.
+    pub async fn reload_if_changed(&mut self) -> Result<bool> {
+        if fingerprint(&self.config.dags_dir) == self.seen {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
     }
 
     /// The DAGs the last reload found, for callers that list or check them.
@@ -206,7 +223,7 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 _ = until_due => {}
                 n = listener.recv() => { n?; }
-                _ = housekeeping.tick() => {}
+                _ = housekeeping.tick() => { self.reload_if_changed().await?; }
                 _ = reload.tick() => { self.reload().await?; }
             }
             match self.tick(Utc::now()).await {

@@ -1,4 +1,6 @@
-//! `setlist dags ...`
+//! `setlist dags ...`. Only `validate` and `sync` read the DAG folder (`sync` records
+//! it as a scheduler's parse does); every other command reads the DAGs the state store
+//! holds, as the pages and the API do.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -6,18 +8,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use orchestrator::DagBag;
 use orchestrator::dag::load_dir;
 use orchestrator::store::{dags, runs};
-use orchestrator::{Dag, DagBag};
 
 use super::{Ctx, time_arg};
 
 #[derive(Debug, Subcommand)]
 pub enum DagsCommand {
-    /// Lists the DAGs that load, with their schedules and paused flags.
+    /// Lists the DAGs the scheduler loaded, with their schedules and paused flags, and
+    /// the problems of the files that did not load.
     List,
     /// Checks every DAG file and prints every problem as file:line:column.
     Validate,
+    /// Parses the DAG folder once and records it in the state store, as a scheduler
+    /// does at every change (for a store no scheduler has seen yet).
+    Sync,
     /// Prints one DAG's definition as JSON.
     Show { dag_id: String },
     /// Creates a manual run now.
@@ -47,52 +53,50 @@ pub enum DagsCommand {
     },
 }
 
+/// Parses the DAG folder, printing every problem.
 fn load(ctx: &Ctx) -> DagBag {
     let bag = load_dir(&ctx.config().dags_dir, &ctx.registry);
-    for e in &bag.errors {
-        eprintln!("{e}");
-    }
+    print_problems(&bag);
     bag
 }
 
-fn find<'b>(bag: &'b DagBag, ctx: &Ctx, id: &str) -> anyhow::Result<&'b Dag> {
-    bag.get(id).ok_or_else(|| {
-        let known: Vec<&str> = bag.dags.iter().map(|d| d.id.as_str()).collect();
-        anyhow::anyhow!(
-            "no DAG `{id}` in {} (loaded: {})",
-            ctx.config().dags_dir.display(),
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
-        )
-    })
+fn print_problems(bag: &DagBag) {
+    for e in &bag.errors {
+        eprintln!("{e}");
+    }
+}
+
+/// Prints each DAG that loaded; fails when a file did not.
+fn report(bag: &DagBag) -> ExitCode {
+    for dag in &bag.dags {
+        println!(
+            "ok  {} ({} tasks) {}",
+            dag.id,
+            dag.tasks.len(),
+            dag.file.display()
+        );
+    }
+    if bag.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} problem(s) found.", bag.errors.len());
+        ExitCode::FAILURE
+    }
 }
 
 pub async fn run(ctx: &Ctx, command: DagsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DagsCommand::Validate => {
-            let bag = load(ctx);
-            for dag in &bag.dags {
-                println!(
-                    "ok  {} ({} tasks) {}",
-                    dag.id,
-                    dag.tasks.len(),
-                    dag.file.display()
-                );
-            }
-            if bag.errors.is_empty() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("{} problem(s) found.", bag.errors.len());
-                Ok(ExitCode::FAILURE)
-            }
-        }
-        DagsCommand::List => {
+        DagsCommand::Validate => Ok(report(&load(ctx))),
+        DagsCommand::Sync => {
             let bag = load(ctx);
             let pool = ctx.pool(2).await?;
-            dags::sync(&pool, &bag).await?;
+            dags::record_parse(&pool, &bag).await?;
+            Ok(report(&bag))
+        }
+        DagsCommand::List => {
+            let pool = ctx.pool(2).await?;
+            let bag = dags::parsed(&pool).await?;
+            print_problems(&bag);
             let paused = dags::paused(&pool).await?;
             println!(
                 "{:<32} {:<16} {:<16} {:<7} TAGS",
@@ -111,9 +115,8 @@ pub async fn run(ctx: &Ctx, command: DagsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DagsCommand::Show { dag_id } => {
-            let bag = load(ctx);
-            let dag = find(&bag, ctx, &dag_id)?;
-            println!("{}", serde_json::to_string_pretty(dag)?);
+            let dag = dags::get(&ctx.pool(2).await?, &dag_id).await?;
+            println!("{}", serde_json::to_string_pretty(&dag)?);
             Ok(ExitCode::SUCCESS)
         }
         DagsCommand::Trigger {
@@ -123,10 +126,9 @@ pub async fn run(ctx: &Ctx, command: DagsCommand) -> anyhow::Result<ExitCode> {
         } => {
             let conf: serde_json::Value = serde_json::from_str(&conf)
                 .map_err(|e| anyhow::anyhow!("--conf is not valid JSON: {e}"))?;
-            let bag = load(ctx);
-            let dag = find(&bag, ctx, &dag_id)?;
             let pool = ctx.pool(2).await?;
-            let run_id = runs::trigger(&pool, dag, conf, logical_date).await?;
+            let dag = dags::get(&pool, &dag_id).await?;
+            let run_id = runs::trigger(&pool, &dag, conf, logical_date).await?;
             println!("Triggered run {run_id} of {dag_id}.");
             Ok(ExitCode::SUCCESS)
         }
@@ -138,10 +140,9 @@ pub async fn run(ctx: &Ctx, command: DagsCommand) -> anyhow::Result<ExitCode> {
             to,
             no_wait,
         } => {
-            let bag = load(ctx);
-            let dag = find(&bag, ctx, &dag_id)?;
             let pool = ctx.pool(2).await?;
-            let done = runs::backfill(&pool, dag, from, to).await?;
+            let dag = dags::get(&pool, &dag_id).await?;
+            let done = runs::backfill(&pool, &dag, from, to).await?;
             println!(
                 "Created {} backfill run(s) of {dag_id}; {} interval(s) already had a run.",
                 done.created.len(),
@@ -156,11 +157,7 @@ pub async fn run(ctx: &Ctx, command: DagsCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn set_paused(ctx: &Ctx, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
-    let bag = load(ctx);
     let pool = ctx.pool(2).await?;
-    if let Some(dag) = bag.get(dag_id) {
-        dags::upsert(&pool, dag).await?;
-    }
     dags::set_paused(&pool, dag_id, paused).await?;
     println!(
         "{dag_id} is {}.",

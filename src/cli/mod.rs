@@ -2,6 +2,7 @@
 //! (`setlist.toml`, `SETLIST_*` variables, then its flags) and works through the
 //! [`setlist::App`] it builds.
 
+mod connections;
 mod dags;
 mod runs;
 mod services;
@@ -45,6 +46,9 @@ enum Command {
     /// The configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Named connections: list them, test one.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
     /// DAG files and DAGs.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -108,6 +112,7 @@ impl Cli {
                 .set("web.public_reads", a.public_reads.then_some(true)),
             Command::Db(_)
             | Command::Config(_)
+            | Command::Connections(_)
             | Command::Dags(_)
             | Command::Runs(_)
             | Command::Tasks(_) => flags,
@@ -119,8 +124,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let loaded = config::load(cli.config.as_deref(), &vars, cli.flags())?;
     let ctx = Ctx {
+        registry: Arc::new(setlist::app::registry(&loaded.config)),
         loaded,
-        registry: Arc::new(tasks::registry()),
     };
     match cli.command {
         Command::Db(DbCommand::Migrate) => {
@@ -132,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", ctx.loaded.show());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Connections(c) => connections::run(&ctx, c).await,
         Command::Dags(c) => dags::run(&ctx, c).await,
         Command::Runs(c) => runs::run_runs(&ctx, c).await,
         Command::Tasks(c) => runs::run_tasks(&ctx, c).await,

@@ -160,7 +160,7 @@ pub async fn land(ctx: &Ctx, args: LandArgs) -> anyhow::Result<ExitCode> {
         group_id: args.group_id,
         max_rows: args.max_rows,
         partitions: args.partitions,
-        ..app.lander_config()
+        ..app.lander_config()?
     };
     let stats = Lander::new(config, app.pool.clone())?
         .run(setlist::shutdown_on_signal())

@@ -5,6 +5,7 @@
 
 pub mod airflow;
 pub mod bronze;
+pub mod connection;
 pub mod dbt;
 pub mod kafka;
 pub mod land;

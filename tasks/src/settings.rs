@@ -1,5 +1,5 @@
 //! What the task kinds take from Setlist's one configuration when a task's params say
-//! nothing: the broker, the object store, the warehouse and dbt. The `setlist` binary
+//! nothing: the broker, the object store, the warehouse, dbt and the named connections. The `setlist` binary
 //! reads the configuration (file, `SETLIST_*` variables, flags) and hands a
 //! [`Settings`] to every attempt through [`TaskContext::resources`]; nothing in this
 //! crate reads the environment for them.
@@ -13,20 +13,42 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
+use crate::bronze::snowflake::SnowflakeConfig;
+use crate::connection::{ConnectionKind, Connections};
 use crate::kafka::KafkaConfig;
+use crate::storage::Storage;
 
 /// Where raw objects live.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// A folder, `file:///dir`, or `s3://bucket[/prefix]` (credentials from AWS_*).
+    /// A folder, `file:///dir`, or `s3://bucket[/prefix]`.
     pub url: String,
+    /// The `s3` connection an s3:// store is reached with (endpoint, region, keys);
+    /// absent: the connection named `s3` if there is one, else AWS's own defaults.
+    pub connection: Option<String>,
+}
+
+impl StoreSettings {
+    /// The object-store options of the store's S3 connection: `connection`, else the
+    /// connection named `s3` if there is one; none for a folder.
+    pub fn options(&self, connections: &Connections) -> anyhow::Result<Vec<(String, String)>> {
+        if !self.url.starts_with("s3://") {
+            return Ok(Vec::new());
+        }
+        let connection = match &self.connection {
+            Some(name) => Some(connections.get(name, ConnectionKind::S3)?),
+            None => connections.find("s3", ConnectionKind::S3)?,
+        };
+        Ok(connection.map(|c| c.s3_options()).unwrap_or_default())
+    }
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: ".setlist/lake".into(),
+            connection: None,
         }
     }
 }
@@ -38,7 +60,7 @@ pub enum WarehouseKind {
     /// PostgreSQL (schemas bronze, silver, gold).
     #[default]
     Postgres,
-    /// Snowflake, through an external stage on the lake (SNOWFLAKE_* settings).
+    /// Snowflake, through an external stage on the lake (a `snowflake` connection).
     Snowflake,
 }
 
@@ -50,6 +72,8 @@ pub struct WarehouseSettings {
     pub kind: WarehouseKind,
     /// The PostgreSQL warehouse; absent: the state store's database.
     pub url: Option<DbUrl>,
+    /// The Snowflake warehouse's connection (default `snowflake`).
+    pub connection: Option<String>,
 }
 
 /// How the `dbt` kind runs dbt.
@@ -85,6 +109,8 @@ pub struct Settings {
     pub warehouse: WarehouseSettings,
     /// dbt.
     pub dbt: DbtSettings,
+    /// The named connections, their secrets read.
+    pub connections: Connections,
     /// The state store's URL (also the warehouse when `warehouse.url` is absent).
     pub state_url: Option<DbUrl>,
     /// The process's state-store pool, shared by every attempt.
@@ -99,6 +125,7 @@ impl Settings {
         store: StoreSettings,
         warehouse: WarehouseSettings,
         dbt: DbtSettings,
+        connections: Connections,
         state_url: DbUrl,
         state_pool: PgPool,
     ) -> Self {
@@ -107,6 +134,7 @@ impl Settings {
             store,
             warehouse,
             dbt,
+            connections,
             state_url: Some(state_url),
             state_pool: Some(state_pool),
             warehouse_pool: OnceCell::new(),
@@ -126,6 +154,43 @@ impl Settings {
             .as_ref()
             .or(self.state_url.as_ref())
             .context("no warehouse: set warehouse.url (SETLIST_WAREHOUSE_URL) or the state store's database_url")
+    }
+
+    /// The object-store options of the store's S3 connection.
+    pub fn store_options(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.store.options(&self.connections)
+    }
+
+    /// The store at `url` (default `store.url`), reached with `options` when given,
+    /// else with the store's connection.
+    pub fn storage(
+        &self,
+        url: Option<&str>,
+        options: &[(String, String)],
+    ) -> anyhow::Result<Storage> {
+        let options = match options.is_empty() {
+            true => self.store_options()?,
+            false => options.to_vec(),
+        };
+        let options: Vec<(&str, &str)> = options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Storage::open_with(url.unwrap_or(&self.store.url), &options)
+    }
+
+    /// The Snowflake warehouse: the connection `name`, else `warehouse.connection`,
+    /// else the one named `snowflake`.
+    pub fn snowflake(
+        &self,
+        name: Option<&str>,
+        stage_url: Option<String>,
+    ) -> anyhow::Result<SnowflakeConfig> {
+        let name = name
+            .or(self.warehouse.connection.as_deref())
+            .unwrap_or("snowflake");
+        let connection = self.connections.get(name, ConnectionKind::Snowflake)?;
+        SnowflakeConfig::from_connection(connection, stage_url)
     }
 
     /// The state store: the process's pool, or a new one for `url`.

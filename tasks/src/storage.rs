@@ -1,6 +1,8 @@
 //! Object storage chosen by URL: a local folder (`file:///abs/dir` or a plain path)
-//! or S3 (`s3://bucket[/prefix]`, with endpoint and credentials from the usual AWS_*
-//! variables, which is how MinIO and SeaweedFS are reached).
+//! or S3 (`s3://bucket[/prefix]`, with the endpoint, region and keys its options give:
+//! an `s3` connection's, which is how MinIO and SeaweedFS are reached). Nothing here
+//! reads the environment; the configuration turns the usual AWS_* variables into the
+//! `s3` connection.
 
 use std::sync::Arc;
 
@@ -21,30 +23,27 @@ pub struct Storage {
     pub url: String,
 }
 
+/// Whether object_store takes `key` (`aws_session_token`, `endpoint`, ...) as an S3 option.
+pub fn is_s3_option(key: &str) -> bool {
+    key.parse::<AmazonS3ConfigKey>().is_ok()
+}
+
 impl Storage {
-    /// Opens the store `url` names, with S3 settings from the environment.
+    /// Opens the store `url` names; an S3 one with AWS's defaults (region us-east-1,
+    /// the machine's own credentials).
     pub fn open(url: &str) -> anyhow::Result<Self> {
         Self::open_with(url, &[])
     }
 
-    /// Like [`Storage::open`], with S3 settings given here rather than in the
-    /// environment (object_store's config keys: `endpoint`, `access_key_id`, ...).
+    /// Like [`Storage::open`], with S3 settings (object_store's config keys:
+    /// `endpoint`, `access_key_id`, `region`, ...).
     pub fn open_with(url: &str, options: &[(&str, &str)]) -> anyhow::Result<Self> {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             anyhow::ensure!(!bucket.is_empty(), "the S3 URL {url} names no bucket");
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Ok(endpoint) =
-                std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"))
-            {
-                builder = builder
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_endpoint(endpoint);
-            }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
-            {
-                builder = builder.with_region("us-east-1");
-            }
+            let mut builder = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region("us-east-1");
             for (key, value) in options {
                 let key: AmazonS3ConfigKey = key
                     .parse()

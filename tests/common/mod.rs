@@ -49,10 +49,45 @@ pub fn spawn_setlist_with(
         .expect("start setlist")
 }
 
-/// `setlist dags trigger DAG` as a person would type it; panics unless it succeeds.
+/// `setlist dags trigger DAG` as a person would type it, after `setlist dags sync`
+/// (the scheduler the test started may not have parsed the folder yet); panics unless
+/// both succeed.
 pub fn trigger_via_cli(db: &TestDb, dags: &Path, dag_id: &str) {
+    trigger_via_cli_with(db, dags, dag_id, &[]);
+}
+
+/// [`trigger_via_cli`] with the environment (the connections) the other processes have.
+pub fn trigger_via_cli_with(db: &TestDb, dags: &Path, dag_id: &str, env: &[(&str, String)]) {
+    sync_via_cli_with(db, dags, env);
+    cli_ok(db, dags, &["dags", "trigger", dag_id]);
+}
+
+/// `setlist dags sync`: records the DAG folder in the test's store, as a scheduler
+/// does when it starts, for the commands and pages that read DAGs from the store.
+pub fn sync_via_cli(db: &TestDb, dags: &Path) {
+    sync_via_cli_with(db, dags, &[]);
+}
+
+fn sync_via_cli_with(db: &TestDb, dags: &Path, env: &[(&str, String)]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_setlist"))
-        .args(["dags", "trigger", dag_id, "--dags-dir"])
+        .args(["dags", "sync", "--dags-dir"])
+        .arg(dags)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    // A folder with a broken file on purpose exits 1 after recording it.
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn cli_ok(db: &TestDb, dags: &Path, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_setlist"))
+        .args(args)
+        .arg("--dags-dir")
         .arg(dags)
         .env("DATABASE_URL", &db.url)
         .output()
@@ -149,6 +184,19 @@ pub fn tool(var: &str, default: &str, install: &str) -> String {
         "{name} is not installed at {path}. Install it with: {install}"
     );
     path
+}
+
+/// `addr` when a server answers there; panics with the command that starts it.
+pub fn tool_port(addr: &str, start: &str) -> String {
+    let answered = std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("host:port"),
+        std::time::Duration::from_secs(2),
+    );
+    assert!(
+        answered.is_ok(),
+        "No server answers at {addr}. Start it with: {start}"
+    );
+    addr.to_string()
 }
 
 impl TestDb {

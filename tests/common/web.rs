@@ -43,6 +43,8 @@ pub async fn serve_dags(dags: &std::path::Path, extra: &[&str]) -> Api {
 /// `setlist web` over `dags` with more environment variables.
 pub async fn serve_dags_env(dags: &std::path::Path, extra: &[&str], env: &[(&str, String)]) -> Api {
     let db = TestDb::new().await;
+    // The web server reads DAGs from the store; a scheduler would have recorded them.
+    super::sync_via_cli(&db, dags);
     let port = super::free_port();
     let bind = format!("127.0.0.1:{port}");
     let mut args = vec!["web", "--bind", bind.as_str()];

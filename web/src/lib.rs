@@ -14,16 +14,16 @@ mod metrics;
 mod pages;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use axum::Router;
-use orchestrator::{DagBag, Registry};
+use axum::http::StatusCode;
+use orchestrator::{Dag, DagBag};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::Token;
+use error::ApiError;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -34,8 +34,6 @@ pub struct WebConfig {
     pub token: Token,
     /// Reads (GET) need no token: for a server only trusted people can reach.
     pub public_reads: bool,
-    /// The DAG folder the pages and the API list DAGs from.
-    pub dags_dir: PathBuf,
     /// The broker and topic the health page reads offsets from.
     pub kafka: tasks::kafka::KafkaConfig,
 }
@@ -47,69 +45,37 @@ pub struct AppState {
     pub pool: PgPool,
     /// The warehouse whose gold the analytics page reads (PostgreSQL).
     pub warehouse: PgPool,
-    /// The task kinds, to validate the DAG folder with.
-    pub registry: Arc<Registry>,
     /// How the server runs.
     pub config: Arc<WebConfig>,
-    /// The DAG folder as last loaded, with the fingerprint of its files then.
-    dag_cache: Arc<Mutex<Option<LoadedDags>>>,
-}
-
-/// The DAG folder's files when it was loaded, and what loaded.
-type LoadedDags = (Fingerprint, Arc<DagBag>);
-
-/// Each `.toml` file of the DAG folder with its size and modification time.
-type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
-
-fn fingerprint(dir: &Path) -> Fingerprint {
-    let mut files: Fingerprint = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-        .filter_map(|e| {
-            let meta = e.metadata().ok()?;
-            Some((e.path(), meta.len(), meta.modified().ok()))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 impl AppState {
     /// The state every handler gets.
-    pub fn new(
-        pool: PgPool,
-        warehouse: PgPool,
-        registry: Arc<Registry>,
-        config: WebConfig,
-    ) -> Self {
+    pub fn new(pool: PgPool, warehouse: PgPool, config: WebConfig) -> Self {
         Self {
             pool,
             warehouse,
-            registry,
             config: Arc::new(config),
-            dag_cache: Arc::default(),
         }
     }
 
-    /// The DAG folder as it is now: every DAG that loads, and the problems of the
-    /// rest. Parsed again only when a file was added, removed or changed, so a
-    /// request costs a directory listing, not a parse of every DAG.
-    pub fn dags(&self) -> Arc<DagBag> {
-        let now = fingerprint(&self.config.dags_dir);
-        let mut cache = self.dag_cache.lock().unwrap_or_else(|e| e.into_inner());
-        match &*cache {
-            Some((seen, bag)) if *seen == now => bag.clone(),
-            _ => {
-                let bag = Arc::new(orchestrator::dag::load_dir(
-                    &self.config.dags_dir,
-                    &self.registry,
-                ));
-                *cache = Some((now, bag.clone()));
-                bag
-            }
-        }
+    /// The DAGs as the scheduler last parsed them, and the problems of the files that
+    /// did not load. The web server never reads the DAG folder: one folder, one parser.
+    pub async fn dags(&self) -> Result<DagBag, ApiError> {
+        Ok(orchestrator::store::dags::parsed(&self.pool).await?)
+    }
+
+    /// The active DAG named `dag_id`, or a 404 that says so.
+    pub async fn dag(&self, dag_id: &str) -> Result<Dag, ApiError> {
+        self.dags().await?.get(dag_id).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "dag_not_found",
+                format!(
+                    "no DAG `{dag_id}` is loaded (see the DAGs page for files that do not load)"
+                ),
+            )
+        })
     }
 }
 

@@ -31,6 +31,26 @@ impl DagBag {
     }
 }
 
+/// Each `*.toml` file of a DAG folder with its size and modification time: when this
+/// is unchanged, so is what [`load_dir`] would find (short of an edit that keeps both).
+pub type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+
+/// The folder's [`Fingerprint`] now: one directory listing, no parsing.
+pub fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut files: Fingerprint = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.path(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// Loads every `*.toml` file of `dir` (not its subfolders), in name order. A broken
 /// file adds its problems to `errors` and never stops the others.
 pub fn load_dir(dir: &Path, registry: &Registry) -> DagBag {

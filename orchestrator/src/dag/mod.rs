@@ -11,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use diagnostic::Diagnostic;
-pub use load::{DagBag, load_dir, load_file, parse_dag};
+pub use load::{DagBag, Fingerprint, fingerprint, load_dir, load_file, parse_dag};
 
 use crate::schedule::Schedule;
 use crate::trigger_rule::TriggerRule;
 
-/// A validated DAG.
-#[derive(Debug, Clone, Serialize)]
+/// A validated DAG. It round-trips through the state store's JSON, so every process
+/// but the scheduler reads DAGs from the store, never from the files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dag {
     /// The name runs, the CLI and the API refer to the DAG by; unique across the folder.
     pub id: String,
@@ -41,13 +42,14 @@ pub struct Dag {
     pub triggered_by: Vec<String>,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
-    /// The file the DAG was loaded from, for messages that point back at it.
+    /// The file the DAG was loaded from, for messages that point back at it (kept in
+    /// the store's `file_path` column, not in the definition).
     #[serde(skip)]
     pub file: PathBuf,
 }
 
 /// One `[[task]]` with the `[defaults]` already applied.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// The name other tasks' `depends_on` and the run's task instances refer to it by.
     pub id: String,
@@ -67,7 +69,7 @@ pub struct TaskSpec {
 }
 
 /// How often and how soon a failed task is tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// How many more tries a failed task gets after its first.
     pub retries: u32,
@@ -132,20 +134,38 @@ impl Dag {
 
 mod duration_ms {
     use std::time::Duration;
+
+    use serde::Deserialize;
+
     /// Writes a duration as whole milliseconds, for the JSON a DAG hashes and serves as.
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
+    }
+
+    /// Reads whole milliseconds back.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
 mod duration_ms_opt {
     use std::time::Duration;
+
+    use serde::Deserialize;
+
     /// Writes an optional duration as whole milliseconds, or null.
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_some(&(d.as_millis() as u64)),
             None => s.serialize_none(),
         }
+    }
+
+    /// Reads whole milliseconds, or null, back.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
     }
 }
 

@@ -255,7 +255,7 @@ impl Api {
             if e.refused() {
                 match self.auth {
                     Auth::None => e.what.push_str(
-                        " (no Airflow user was given: set params.username or SETLIST_AIRFLOW_USERNAME, and the password in the variable password_env names)",
+                        " (no Airflow user was given: put one in the connection's URL (http://user@host), or set params.username)",
                     ),
                     Auth::Token(_) => e
                         .what
@@ -540,7 +540,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.ends_with("answered 401 Unauthorized: Not authenticated (no Airflow user was given: set params.username or SETLIST_AIRFLOW_USERNAME, and the password in the variable password_env names)"),
+            err.ends_with("answered 401 Unauthorized: Not authenticated (no Airflow user was given: put one in the connection's URL (http://user@host), or set params.username)"),
             "{err}"
         );
     }

@@ -5,8 +5,9 @@
 //!
 //! Airflow 3 (`airflow_version = 3`, the default) is called at `/api/v2` with a JWT from
 //! `POST /auth/token`; Airflow 2 at `/api/v1` with basic auth (its `basic_auth` API
-//! backend). The password never sits in the DAG file: it is read from the environment
-//! variable that `password_env` names.
+//! backend). Where Airflow is and who logs in come from an `http` connection
+//! (`connection`, default `airflow`: `SETLIST_CONN_AIRFLOW=http://admin@host:8080` with
+//! its password), or from `url` and `username`; the password never sits in the DAG file.
 
 mod api;
 #[cfg(test)]
@@ -24,6 +25,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use self::api::{Api, Auth, base_url};
+use crate::connection::ConnectionKind;
+use crate::settings::Settings;
 
 /// The params of an `airflow_dag` task: which Airflow DAG, where that Airflow is, how
 /// to log in to it, the run's conf and how long to wait for it.
@@ -32,19 +35,24 @@ use self::api::{Api, Auth, base_url};
 pub struct AirflowDag {
     /// The Airflow DAG to trigger.
     pub dag_id: String,
+    /// The `http` connection to Airflow: its URL, user and password (default: the
+    /// connection named `airflow`, when `url` is not given).
+    #[serde(default)]
+    pub connection: Option<String>,
     /// Airflow's base URL, its API server's (Airflow 3) or webserver's (Airflow 2),
-    /// such as `http://127.0.0.1:8080`; default SETLIST_AIRFLOW_URL.
+    /// such as `http://127.0.0.1:8080`, instead of the connection's.
     #[serde(default)]
     pub url: Option<String>,
     /// The major version of that Airflow: 3 (`/api/v2`, JWT) or 2 (`/api/v1`, basic auth).
     #[serde(default = "default_version")]
     pub airflow_version: u8,
-    /// Who to log in as; default SETLIST_AIRFLOW_USERNAME.
+    /// Who to log in as, instead of the connection's user.
     #[serde(default)]
     pub username: Option<String>,
-    /// The environment variable that holds the password (a DAG file is no place for it).
-    #[serde(default = "default_password_env")]
-    pub password_env: String,
+    /// The environment variable that holds the password, instead of the connection's
+    /// password (a DAG file is no place for the password itself).
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// The environment variable that holds a ready-made bearer token for Airflow 3,
     /// used instead of logging in (for auth managers without `/auth/token`).
     #[serde(default)]
@@ -67,9 +75,6 @@ pub struct AirflowDag {
 
 fn default_version() -> u8 {
     3
-}
-fn default_password_env() -> String {
-    "SETLIST_AIRFLOW_PASSWORD".into()
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(5)
@@ -100,6 +105,12 @@ impl TaskConfig for AirflowDag {
         }
         if let Some(url) = &self.url {
             base_url(url).map_err(|e| ParamError::at("url", e))?;
+            if self.connection.is_some() {
+                return Err(ParamError::at(
+                    "url",
+                    "and connection are both set; give one",
+                ));
+            }
         }
         if !matches!(self.airflow_version, 2 | 3) {
             return Err(ParamError::at("airflow_version", "must be 2 or 3"));
@@ -134,20 +145,35 @@ impl TaskConfig for AirflowDag {
         }
         Ok(())
     }
+
+    fn connections(&self) -> Vec<(&'static str, String)> {
+        self.connection
+            .iter()
+            .map(|c| ("connection", c.clone()))
+            .collect()
+    }
 }
 
 impl AirflowDag {
-    fn api(&self) -> anyhow::Result<Api> {
-        let url = match &self.url {
-            Some(u) => u.clone(),
-            None => std::env::var("SETLIST_AIRFLOW_URL")
-                .map_err(|_| anyhow!("no Airflow URL: set params.url or SETLIST_AIRFLOW_URL"))?,
+    fn api(&self, settings: &Settings) -> anyhow::Result<Api> {
+        let connection = match (&self.connection, &self.url) {
+            (Some(name), _) => Some(settings.connections.get(name, ConnectionKind::Http)?),
+            (None, None) => settings.connections.find("airflow", ConnectionKind::Http)?,
+            (None, Some(_)) => None,
+        };
+        let url = match (&self.url, connection) {
+            (Some(u), _) => u.clone(),
+            (None, Some(c)) => c.http_url(),
+            (None, None) => bail!(
+                "no Airflow URL: set params.url or params.connection, or define the connection `airflow` (SETLIST_CONN_AIRFLOW=http://user@host:8080)"
+            ),
         };
         let base = base_url(&url).map_err(|e| anyhow!("the Airflow URL {e}"))?;
         let user = self
             .username
             .clone()
-            .or_else(|| std::env::var("SETLIST_AIRFLOW_USERNAME").ok());
+            .or_else(|| connection.and_then(|c| c.login()));
+        // Only a variable the DAG file names explicitly is read here, at the attempt.
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         // validate() keeps token_env to Airflow 3.
         let auth = match (&self.token_env, user) {
@@ -155,12 +181,20 @@ impl AirflowDag {
                 env(var).with_context(|| format!("token_env names {var}, which is not set"))?,
             ),
             (None, Some(user)) => {
-                let password = env(&self.password_env).with_context(|| {
-                    format!(
-                        "no password for Airflow user {user}: set {}",
-                        self.password_env
-                    )
-                })?;
+                let password = match &self.password_env {
+                    Some(var) => env(var).with_context(|| {
+                        format!("no password for Airflow user {user}: password_env names {var}, which is not set")
+                    })?,
+                    None => connection
+                        .and_then(|c| c.password())
+                        .map(|p| p.expose().to_string())
+                        .with_context(|| {
+                            format!(
+                                "no password for Airflow user {user}: give the connection one (password_env or password_file in [connections.{}])",
+                                connection.map_or("airflow", |c| c.name.as_str())
+                            )
+                        })?,
+                };
                 if self.airflow_version == 2 {
                     Auth::Basic { user, password }
                 } else {
@@ -209,7 +243,7 @@ impl AirflowDag {
 #[async_trait]
 impl Task for AirflowDag {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
-        let api = self.api()?;
+        let api = self.api(&Settings::of(ctx))?;
         self.check_dag(&api, ctx).await?;
         let run_id = self.trigger(&api, ctx).await?;
         let page = api.run_page(&self.dag_id, &run_id);
@@ -263,7 +297,7 @@ mod tests {
             params(json!({ "dag_id": "etl.daily-v2", "poll_interval": "500ms", "timeout": "2h" }))
                 .unwrap();
         assert_eq!(p.airflow_version, 3);
-        assert_eq!(p.password_env, "SETLIST_AIRFLOW_PASSWORD");
+        assert_eq!(p.password_env, None);
         assert_eq!(p.poll_interval, Duration::from_millis(500));
         assert_eq!(p.timeout, Duration::from_secs(7200));
         assert!(p.conf.is_none() && !p.unpause);

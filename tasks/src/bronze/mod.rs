@@ -44,9 +44,13 @@ pub struct LoadBronze {
     /// Where the raw objects are (default: the `store.url` setting).
     #[serde(default)]
     pub store_url: Option<String>,
-    /// S3 settings instead of the AWS_* environment.
+    /// S3 settings (object_store's keys) instead of the store's connection.
     #[serde(default)]
     pub store_options: Vec<(String, String)>,
+    /// The Snowflake warehouse's connection (default: the `warehouse.connection`
+    /// setting, else `snowflake`).
+    #[serde(default)]
+    pub connection: Option<String>,
     /// `postgres` or `snowflake` (default: the `warehouse.kind` setting).
     #[serde(default)]
     pub warehouse: Option<WarehouseKind>,
@@ -71,7 +75,14 @@ fn default_max_objects() -> i64 {
     10_000
 }
 
-impl TaskConfig for LoadBronze {}
+impl TaskConfig for LoadBronze {
+    fn connections(&self) -> Vec<(&'static str, String)> {
+        self.connection
+            .iter()
+            .map(|c| ("connection", c.clone()))
+            .collect()
+    }
+}
 
 /// What one run loaded.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -149,13 +160,7 @@ impl LoadBronze {
 impl Task for LoadBronze {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let settings = Settings::of(ctx);
-        let store_url = self.store_url.as_ref().unwrap_or(&settings.store.url);
-        let options: Vec<(&str, &str)> = self
-            .store_options
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let storage = Storage::open_with(store_url, &options)?;
+        let storage = settings.storage(self.store_url.as_deref(), &self.store_options)?;
         let state = match &self.state_url {
             Some(url) => PgPool::connect(url)
                 .await
@@ -171,7 +176,8 @@ impl Task for LoadBronze {
                 )),
             },
             WarehouseKind::Snowflake => {
-                let config = snowflake::SnowflakeConfig::from_env(Some(storage.stage_url()?))?;
+                let config =
+                    settings.snowflake(self.connection.as_deref(), Some(storage.stage_url()?))?;
                 Box::new(snowflake::Snowflake::connect(config).await?)
             }
         };

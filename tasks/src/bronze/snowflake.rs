@@ -22,10 +22,11 @@ use snowflake_connector_rs::{
 use uuid::Uuid;
 
 use super::Warehouse;
+use crate::connection::Connection;
 use crate::raw::parquet::schema;
 
-/// Where and how to reach Snowflake; from the SNOWFLAKE_* environment dbt's profile
-/// also reads.
+/// Where and how to reach Snowflake: a `snowflake` connection
+/// (`snowflake://USER@ACCOUNT/DATABASE?warehouse=&role=&stage=&storage_integration=&endpoint=`).
 #[derive(Debug, Clone)]
 pub struct SnowflakeConfig {
     /// The account identifier, which names the endpoint unless `endpoint` overrides it.
@@ -68,39 +69,42 @@ impl std::fmt::Debug for SnowflakeAuth {
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl SnowflakeConfig {
-    /// SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, SNOWFLAKE_PRIVATE_KEY_PATH (or
-    /// SNOWFLAKE_PASSWORD), SNOWFLAKE_DATABASE, SNOWFLAKE_WAREHOUSE, SNOWFLAKE_ROLE,
-    /// SNOWFLAKE_STAGE, SNOWFLAKE_STORAGE_INTEGRATION and SETLIST_SNOWFLAKE_URL.
-    pub fn from_env(stage_url: Option<String>) -> anyhow::Result<Self> {
-        let need = |name: &str| var(name).with_context(|| format!("{name} is not set"));
-        let auth = match (var("SNOWFLAKE_PRIVATE_KEY_PATH"), var("SNOWFLAKE_PASSWORD")) {
-            (Some(path), _) => SnowflakeAuth::KeyPair(
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read SNOWFLAKE_PRIVATE_KEY_PATH {path}"))?,
+    /// The account, user and secrets of `connection`; the database is its URL's path
+    /// (default SETLIST), and `warehouse`, `role`, `stage` (default
+    /// bronze.setlist_lake), `storage_integration` and `endpoint` its parameters.
+    pub fn from_connection(
+        connection: &Connection,
+        stage_url: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let auth = match (connection.private_key(), connection.password()) {
+            (Some(pem), _) => SnowflakeAuth::KeyPair(pem.expose().to_string()),
+            (None, Some(password)) => SnowflakeAuth::Password(password.expose().to_string()),
+            (None, None) => anyhow::bail!(
+                "connection `{}` has neither a private key nor a password",
+                connection.name
             ),
-            (None, Some(password)) => SnowflakeAuth::Password(password),
-            (None, None) => {
-                anyhow::bail!(
-                    "set SNOWFLAKE_PRIVATE_KEY_PATH (key-pair auth) or SNOWFLAKE_PASSWORD"
-                )
-            }
         };
         Ok(Self {
-            account: need("SNOWFLAKE_ACCOUNT")?,
-            user: need("SNOWFLAKE_USER")?,
+            account: connection
+                .host()
+                .context("a Snowflake connection names its account as the URL's host")?
+                .to_string(),
+            user: connection
+                .login()
+                .context("a Snowflake connection names its user in the URL")?,
             auth,
-            database: var("SNOWFLAKE_DATABASE").unwrap_or_else(|| "SETLIST".into()),
-            warehouse: var("SNOWFLAKE_WAREHOUSE"),
-            role: var("SNOWFLAKE_ROLE"),
-            endpoint: var("SETLIST_SNOWFLAKE_URL"),
-            stage: var("SNOWFLAKE_STAGE").unwrap_or_else(|| "bronze.setlist_lake".into()),
+            database: connection
+                .path_segment()
+                .unwrap_or_else(|| "SETLIST".into()),
+            warehouse: connection.param("warehouse"),
+            role: connection.param("role"),
+            endpoint: connection.param("endpoint"),
+            stage: connection
+                .param("stage")
+                .unwrap_or_else(|| "bronze.setlist_lake".into()),
             stage_url,
-            storage_integration: var("SNOWFLAKE_STORAGE_INTEGRATION"),
+            storage_integration: connection.param("storage_integration"),
         })
     }
 }
@@ -187,7 +191,7 @@ impl Snowflake {
         if let Some(url) = &config.endpoint {
             let url = url
                 .parse()
-                .with_context(|| format!("SETLIST_SNOWFLAKE_URL {url} is not a URL"))?;
+                .with_context(|| format!("the Snowflake endpoint {url} is not a URL"))?;
             client_config = client_config.with_endpoint(EndpointConfig::custom_base_url(url));
         }
         let client = Client::new(client_config).context("Failed to configure Snowflake")?;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::process::Command;
 
+use crate::bronze::snowflake::SnowflakeAuth;
 use crate::process::run_logged;
 use crate::settings::{Settings, WarehouseKind};
 
@@ -74,11 +75,28 @@ impl TaskConfig for Dbt {
     }
 }
 
-/// The profile's SETLIST_WAREHOUSE_* variables for the PostgreSQL warehouse in
-/// `settings` (none for a Snowflake warehouse or one the settings do not name).
+/// The profile's variables for the warehouse in `settings`: SETLIST_WAREHOUSE_* for
+/// PostgreSQL, SNOWFLAKE_* (from its connection) for Snowflake, so dbt builds in the
+/// warehouse the loader loads.
 fn warehouse_env(settings: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
     let mut env = BTreeMap::new();
-    if settings.warehouse.kind != WarehouseKind::Postgres {
+    if settings.warehouse.kind == WarehouseKind::Snowflake {
+        let sf = settings.snowflake(None, None)?;
+        env.insert("SNOWFLAKE_ACCOUNT".into(), sf.account);
+        env.insert("SNOWFLAKE_USER".into(), sf.user);
+        env.insert("SNOWFLAKE_DATABASE".into(), sf.database);
+        for (var, value) in [
+            ("SNOWFLAKE_WAREHOUSE", sf.warehouse),
+            ("SNOWFLAKE_ROLE", sf.role),
+        ] {
+            if let Some(v) = value {
+                env.insert(var.into(), v);
+            }
+        }
+        match sf.auth {
+            SnowflakeAuth::KeyPair(pem) => env.insert("SNOWFLAKE_PRIVATE_KEY".into(), pem),
+            SnowflakeAuth::Password(p) => env.insert("SNOWFLAKE_PASSWORD".into(), p),
+        };
         return Ok(env);
     }
     let Ok(url) = settings.warehouse_url() else {
@@ -107,6 +125,10 @@ fn warehouse_env(settings: &Settings) -> anyhow::Result<BTreeMap<String, String>
     let db = parsed.path().trim_start_matches('/');
     if !db.is_empty() {
         env.insert("SETLIST_WAREHOUSE_DB".into(), decode(db));
+    }
+    // The URL's TLS mode reaches dbt too (dbt-postgres takes libpq's names).
+    if let Some((_, mode)) = parsed.query_pairs().find(|(k, _)| k == "sslmode") {
+        env.insert("SETLIST_WAREHOUSE_SSLMODE".into(), mode.into_owned());
     }
     Ok(env)
 }
@@ -313,8 +335,9 @@ mod tests {
         settings.warehouse = crate::settings::WarehouseSettings {
             kind: crate::settings::WarehouseKind::Postgres,
             url: Some(orchestrator::DbUrl::new(
-                "postgres://me:p%26s+w%20rd@wh.internal:6543/gold",
+                "postgres://me:p%26s+w%20rd@wh.internal:6543/gold?sslmode=require",
             )),
+            connection: None,
         };
         let env = super::warehouse_env(&settings).unwrap();
         assert_eq!(env["SETLIST_WAREHOUSE_HOST"], "wh.internal");
@@ -322,5 +345,6 @@ mod tests {
         assert_eq!(env["SETLIST_WAREHOUSE_USER"], "me");
         assert_eq!(env["SETLIST_WAREHOUSE_PASSWORD"], "p&s+w rd");
         assert_eq!(env["SETLIST_WAREHOUSE_DB"], "gold");
+        assert_eq!(env["SETLIST_WAREHOUSE_SSLMODE"], "require");
     }
 }

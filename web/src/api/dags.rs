@@ -1,24 +1,13 @@
-//! /api/v1/dags: what the DAG folder holds, its load errors, and pausing.
+//! /api/v1/dags: the DAGs the scheduler loaded, the load errors of the rest, and pausing.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use orchestrator::Dag;
 use orchestrator::store::dags as store;
-use orchestrator::{Dag, DagBag};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-
-pub fn find(bag: &DagBag, dag_id: &str) -> Result<Dag, ApiError> {
-    bag.get(dag_id).cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "dag_not_found",
-            format!("no DAG `{dag_id}` loads from the DAG folder"),
-        )
-    })
-}
 
 fn describe(dag: &Dag, paused: bool) -> Value {
     let mut v = serde_json::to_value(dag).unwrap_or_default();
@@ -28,7 +17,7 @@ fn describe(dag: &Dag, paused: bool) -> Value {
 
 /// Every DAG that loads, and every problem of the files that do not.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let bag = state.dags();
+    let bag = state.dags().await?;
     let paused = store::paused(&state.pool).await?;
     let dags: Vec<Value> = bag
         .dags
@@ -43,7 +32,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let dag = find(&state.dags(), &dag_id)?;
+    let dag = state.dag(&dag_id).await?;
     let paused = store::paused(&state.pool).await?;
     Ok(Json(describe(
         &dag,
@@ -52,8 +41,7 @@ pub async fn get(
 }
 
 async fn set_paused(state: &AppState, dag_id: &str, paused: bool) -> Result<Json<Value>, ApiError> {
-    let dag = find(&state.dags(), dag_id)?;
-    store::upsert(&state.pool, &dag).await?;
+    state.dag(dag_id).await?;
     store::set_paused(&state.pool, dag_id, paused).await?;
     Ok(Json(json!({ "dag_id": dag_id, "paused": paused })))
 }

@@ -10,7 +10,6 @@ use orchestrator::store::{logs, runs, transitions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::dags::find;
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -43,7 +42,7 @@ pub async fn trigger(
             "conf must be a JSON object",
         ));
     }
-    let dag = find(&state.dags(), &dag_id)?;
+    let dag = state.dag(&dag_id).await?;
     let run_id = runs::trigger(&state.pool, &dag, conf, body.logical_date).await?;
     Ok((
         StatusCode::CREATED,
@@ -225,7 +224,7 @@ pub async fn backfill(
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: BackfillBody = body(&bytes)?;
-    let dag = find(&state.dags(), &dag_id)?;
+    let dag = state.dag(&dag_id).await?;
     let done = runs::backfill(&state.pool, &dag, request.from, request.to).await?;
     Ok((
         StatusCode::CREATED,

@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use super::page;
 use crate::AppState;
-use crate::api::dags::find;
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -42,12 +41,11 @@ fn local(back: Option<String>) -> String {
 }
 
 async fn set_paused(state: &AppState, dag_id: &str, paused: bool, back: String) -> Response {
-    let bag = state.dags();
     let result = async {
-        let dag = find(&bag, dag_id).map_err(|_| format!("no DAG `{dag_id}` loads"))?;
-        store::upsert(&state.pool, &dag)
+        state
+            .dag(dag_id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| format!("no DAG `{dag_id}` is loaded"))?;
         store::set_paused(&state.pool, dag_id, paused)
             .await
             .map_err(|e| e.to_string())
@@ -102,7 +100,7 @@ pub async fn trigger(
             );
         }
     };
-    let dag = match loaded(&state, &dag_id) {
+    let dag = match loaded(&state, &dag_id).await {
         Ok(dag) => dag,
         Err(page) => return *page,
     };
@@ -113,11 +111,11 @@ pub async fn trigger(
 }
 
 /// The DAG as it loads now, or the page that says it does not.
-fn loaded(state: &AppState, dag_id: &str) -> Result<orchestrator::Dag, Box<Response>> {
-    find(&state.dags(), dag_id).map_err(|_| {
+async fn loaded(state: &AppState, dag_id: &str) -> Result<orchestrator::Dag, Box<Response>> {
+    state.dag(dag_id).await.map_err(|_| {
         Box::new(not_done(
             StatusCode::NOT_FOUND,
-            format!("no DAG `{dag_id}` loads"),
+            format!("no DAG `{dag_id}` is loaded"),
             "/".into(),
         ))
     })
@@ -167,7 +165,7 @@ pub async fn backfill(
         (Ok(from), Ok(to)) => (from, to),
         (Err(e), _) | (_, Err(e)) => return not_done(StatusCode::BAD_REQUEST, e, back),
     };
-    let dag = match loaded(&state, &dag_id) {
+    let dag = match loaded(&state, &dag_id).await {
         Ok(dag) => dag,
         Err(page) => return *page,
     };

@@ -12,7 +12,6 @@ use orchestrator::store::dags as store;
 
 use super::{page, when};
 use crate::AppState;
-use crate::api::dags::find;
 use crate::error::ApiError;
 
 pub struct RunSquare {
@@ -83,7 +82,7 @@ async fn recent_runs(
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let bag = state.dags();
+    let bag = state.dags().await?;
     let paused = store::paused(&state.pool).await?;
     let ids: Vec<String> = bag.dags.iter().map(|d| d.id.clone()).collect();
     let mut runs = recent_runs(&state, &ids, 12).await?;
@@ -135,7 +134,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let dag = find(&state.dags(), &dag_id)?;
+    let dag = state.dag(&dag_id).await?;
     let paused = store::paused(&state.pool).await?;
     let runs = recent_runs(&state, std::slice::from_ref(&dag.id), 25)
         .await?

@@ -2,24 +2,33 @@
 //! built-in defaults, then `setlist.toml` in the working folder (or `--config FILE`),
 //! then `SETLIST_*` environment variables, then command-line flags. It is validated
 //! then, with errors that name the key and where its value came from, and handed down:
-//! nothing below the [`crate::App`] reads the environment for these settings (the
-//! Snowflake and Airflow kinds and object_store's AWS_* still read their own).
+//! nothing below the [`crate::App`] reads the environment.
 //!
 //! Every setting has one name: the key in the file (`kafka.topic`) and the variable
 //! `SETLIST_` + the key in capitals with `_` for `.` (`SETLIST_KAFKA_TOPIC`). A few
-//! older variable names still work ([`ENV_ALIASES`]).
+//! older variable names still work ([`ENV_ALIASES`]). Named connections are
+//! `[connections.NAME]` tables or `SETLIST_CONN_NAME=URL` variables; their secrets are
+//! read here, once ([`tasks::connection`]).
+
+mod env;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use std::collections::BTreeMap;
 
 use figment::providers::Serialized;
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use orchestrator::{DbUrl, Secret};
 use serde::{Deserialize, Serialize};
+use tasks::connection::{ConnectionSettings, Connections};
 use tasks::kafka::KafkaConfig;
 use tasks::settings::{DbtSettings, StoreSettings, WarehouseSettings};
+
+pub use env::ENV_ALIASES;
+use env::{Layer, environment, older_connections};
 
 /// The file read from the working folder when no `--config` is given.
 pub const DEFAULT_FILE: &str = "setlist.toml";
@@ -50,6 +59,11 @@ pub struct Config {
     pub simulate: SimulateSettings,
     /// The lander `standalone` runs beside the engine.
     pub land: LandSettings,
+    /// Named connections (warehouses, object stores, HTTP services, brokers), by name.
+    pub connections: BTreeMap<String, ConnectionSettings>,
+    /// The same connections with their secrets read, filled in by [`load`].
+    #[serde(skip)]
+    pub resolved: Connections,
 }
 
 impl Default for Config {
@@ -66,6 +80,8 @@ impl Default for Config {
             web: WebSettings::default(),
             simulate: SimulateSettings::default(),
             land: LandSettings::default(),
+            connections: BTreeMap::new(),
+            resolved: Connections::default(),
         }
     }
 }
@@ -171,15 +187,6 @@ impl Default for LandSettings {
     }
 }
 
-/// Older variable names that still set a key, read under the key's own variable.
-pub const ENV_ALIASES: &[(&str, &str)] = &[
-    ("DATABASE_URL", "database_url"),
-    ("SETLIST_TOPIC", "kafka.topic"),
-    ("SETLIST_WAREHOUSE", "warehouse.kind"),
-    ("SETLIST_DBT", "dbt.binary"),
-    ("SETLIST_API_TOKEN", "web.api_token"),
-];
-
 /// Every key that a variable can set, as `section.key`.
 fn keys() -> Vec<String> {
     let mut keys = Vec::new();
@@ -188,7 +195,9 @@ fn keys() -> Vec<String> {
         &serde_json::to_value(Config::default()).expect("serialises"),
         &mut keys,
     );
-    // An absent optional key serialises as null, so it is listed too.
+    // An absent optional key serialises as null, so it is listed too. Connections
+    // have names of their own, and variables of their own (SETLIST_CONN_NAME).
+    keys.retain(|k| k != "connections");
     keys
 }
 
@@ -258,6 +267,15 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Where the value at `key` came from: `default`, `file setlist.toml`,
+    /// `environment variable SETLIST_CONN_AIRFLOW`, ...
+    pub fn origin_of(&self, key: &str) -> String {
+        self.figment
+            .find_metadata(key)
+            .map(origin)
+            .unwrap_or_else(|| "default".into())
+    }
+
     /// Each key with its value (secrets redacted) and where the value came from.
     pub fn show(&self) -> String {
         let value = serde_json::to_value(&self.config).expect("serialises");
@@ -280,6 +298,20 @@ impl Loaded {
             out.push_str(&format!(
                 "{key} = {shown}    # {source}; variable {}\n",
                 env_name(&key)
+            ));
+        }
+        for connection in self.config.resolved.iter() {
+            let key = format!("connections.{}", connection.name);
+            let source = self
+                .figment
+                .find_metadata(&format!("{key}.url"))
+                .map(origin)
+                .unwrap_or_else(|| "default".into());
+            out.push_str(&format!(
+                "{key} = {}    # {} connection; {source}; variable SETLIST_CONN_{}\n",
+                serde_json::Value::from(connection.shown()),
+                connection.kind,
+                connection.name.to_uppercase()
             ));
         }
         for (alias, key) in ENV_ALIASES {
@@ -312,6 +344,16 @@ pub fn load(
     for layer in environment(vars)? {
         figment = figment.merge(layer);
     }
+    for older in older_connections(vars) {
+        if figment
+            .find_value(&format!("connections.{}", older.name))
+            .is_err()
+        {
+            for layer in older.layers {
+                figment = figment.merge(layer);
+            }
+        }
+    }
     for (key, value) in flags.0 {
         let flag = format!(
             "--{}",
@@ -319,12 +361,47 @@ pub fn load(
         );
         figment = figment.merge(Layer::new(key, value, "flag".into(), flag));
     }
-    let config: Config = figment.extract().map_err(|e| {
+    let mut config: Config = figment.extract().map_err(|e| {
         let messages: Vec<String> = e.into_iter().map(|e| describe(&e)).collect();
         anyhow::anyhow!("invalid configuration:\n  {}", messages.join("\n  "))
     })?;
+    config.resolved = resolve_connections(&config, vars, &figment)?;
     validate(&config, &figment)?;
     Ok(Loaded { config, figment })
+}
+
+/// Reads every connection's secrets (from `vars` and files) and checks its URL; each
+/// problem names the connection's field and where it was set.
+fn resolve_connections(
+    config: &Config,
+    vars: &[(String, String)],
+    figment: &Figment,
+) -> anyhow::Result<Connections> {
+    let var = |name: &str| {
+        vars.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let mut resolved = Vec::new();
+    let mut problems = Vec::new();
+    for (name, settings) in &config.connections {
+        match settings.resolve(name, &var) {
+            Ok(c) => resolved.push(c),
+            Err(e) => {
+                let key = format!("connections.{name}.{}", e.field);
+                let from = figment
+                    .find_metadata(&key)
+                    .or_else(|| figment.find_metadata(&format!("connections.{name}.url")))
+                    .map(origin)
+                    .unwrap_or_else(|| "default".into());
+                problems.push(format!("{key}: {} (from {from})", e.problem));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    Ok(Connections::new(resolved))
 }
 
 /// Where a layer came from: `default`, `file setlist.toml`, `environment variable
@@ -351,153 +428,6 @@ fn describe(e: &figment::Error) -> String {
     } else {
         format!("{key}: {}{from}", e.kind)
     }
-}
-
-/// One value at one key, from one variable or flag, named so that errors and
-/// `config show` can say where it came from.
-struct Layer {
-    metadata: Metadata,
-    dict: Dict,
-}
-
-impl Layer {
-    fn new(key: &str, value: figment::value::Value, name: String, source: String) -> Self {
-        let mut value = value;
-        for part in key.rsplit('.') {
-            let mut d = Dict::new();
-            d.insert(part.to_string(), value);
-            value = d.into();
-        }
-        let dict = match value {
-            figment::value::Value::Dict(_, d) => d,
-            _ => unreachable!("built as a dict"),
-        };
-        Self {
-            metadata: Metadata::named(name).source(figment::Source::Custom(source)),
-            dict,
-        }
-    }
-}
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        self.metadata.clone()
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.dict.clone()))
-    }
-}
-
-/// The `SETLIST_*` variables (and the older aliases) of `vars`, one layer each, the
-/// older names first so that a key's own variable wins. A variable inside a section's
-/// names (`SETLIST_KAFKA_...`) that names no key is an error, so that a typo is not
-/// silently ignored; others (`SETLIST_HOME`, the scripts' `SETLIST_FAKESNOW_URL`) are
-/// not settings and are let through.
-fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer>> {
-    let keys = keys();
-    let defaults = serde_json::to_value(Config::default()).expect("serialises");
-    let mut layers = Vec::new();
-    // A number or a switch is read as one; anything else stays the text it is, so
-    // that a topic named 123 is a topic, not a number.
-    let layer = |key: &str, name: &str, value: &str| {
-        let default = key.split('.').try_fold(&defaults, |v, part| v.get(part));
-        let typed = matches!(
-            default,
-            Some(serde_json::Value::Number(_) | serde_json::Value::Bool(_))
-        );
-        let value: figment::value::Value = if typed {
-            value.parse().expect("any string parses")
-        } else {
-            value.into()
-        };
-        Layer::new(key, value, "environment variable".into(), name.into())
-    };
-    for (alias, key) in ENV_ALIASES {
-        if let Some((_, v)) = vars.iter().find(|(n, _)| n == alias)
-            && !v.is_empty()
-        {
-            layers.push(layer(key, alias, v));
-        }
-    }
-    let mut unknown = Vec::new();
-    for (name, value) in vars {
-        let Some(rest) = name.strip_prefix("SETLIST_") else {
-            continue;
-        };
-        if value.is_empty() {
-            continue;
-        }
-        let in_a_section = keys
-            .iter()
-            .filter_map(|k| k.split_once('.'))
-            .any(|(section, _)| rest.starts_with(&format!("{}_", section.to_uppercase())));
-        match keys.iter().find(|k| env_name(k) == *name) {
-            Some(key) => layers.push(layer(key, name, value)),
-            None if ENV_ALIASES.iter().any(|(a, _)| a == name) || is_tooling(rest) => {}
-            None if in_a_section => unknown.push(name.clone()),
-            None => {}
-        }
-    }
-    if !unknown.is_empty() {
-        anyhow::bail!(
-            "unknown setting {}: no key is named so (`setlist config show` lists every variable)",
-            unknown.join(", ")
-        );
-    }
-    layers.extend(profile_warehouse(vars));
-    Ok(layers)
-}
-
-/// Variables inside a section's names that are not settings of their own: the dbt
-/// profile's SETLIST_WAREHOUSE_* (read as one `warehouse.url`, [`profile_warehouse`]),
-/// the scripts' broker port and Docker Compose's published web port.
-fn is_tooling(rest: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "KAFKA_PORT",
-        "WEB_PORT",
-        "WAREHOUSE_HOST",
-        "WAREHOUSE_PORT",
-        "WAREHOUSE_USER",
-        "WAREHOUSE_PASSWORD",
-        "WAREHOUSE_DB",
-    ];
-    NAMES.contains(&rest)
-}
-
-/// The dbt profile's older variables (SETLIST_WAREHOUSE_HOST, _PORT, _USER, _PASSWORD,
-/// _DB) as the one `warehouse.url` they describe, when any is set and
-/// SETLIST_WAREHOUSE_URL is not: the loader, dbt and the pages then share that
-/// warehouse, as the profile alone used to mean for dbt.
-fn profile_warehouse(vars: &[(String, String)]) -> Option<Layer> {
-    let get = |name: &str| {
-        vars.iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
-    let parts =
-        ["HOST", "PORT", "USER", "PASSWORD", "DB"].map(|p| get(&format!("SETLIST_WAREHOUSE_{p}")));
-    if get("SETLIST_WAREHOUSE_URL").is_some() || parts.iter().all(Option::is_none) {
-        return None;
-    }
-    let [host, port, user, password, db] = parts;
-    let mut url = url::Url::parse("postgres://localhost/").expect("a valid base");
-    url.set_host(Some(host.as_deref().unwrap_or("127.0.0.1")))
-        .ok()?;
-    url.set_port(Some(port.as_deref().unwrap_or("5432").parse().ok()?))
-        .ok()?;
-    url.set_username(user.as_deref().unwrap_or("postgres"))
-        .ok()?;
-    if let Some(p) = &password {
-        url.set_password(Some(p)).ok()?;
-    }
-    url.set_path(db.as_deref().unwrap_or("setlist"));
-    Some(Layer::new(
-        "warehouse.url",
-        url.to_string().into(),
-        "environment variables".into(),
-        "SETLIST_WAREHOUSE_HOST/_PORT/_USER/_PASSWORD/_DB".into(),
-    ))
 }
 
 /// Checks that serde cannot express, each problem with its key and, from
@@ -533,6 +463,31 @@ fn validate(config: &Config, figment: &Figment) -> anyhow::Result<()> {
     }
     if config.kafka.topic.trim().is_empty() {
         problems.push(("kafka.topic", "must not be empty".into()));
+    }
+    use tasks::connection::ConnectionKind;
+    if let Some(name) = &config.store.connection
+        && let Err(e) = config.resolved.get(name, ConnectionKind::S3)
+    {
+        problems.push(("store.connection", e.to_string()));
+    }
+    if config.warehouse.kind == tasks::settings::WarehouseKind::Snowflake
+        || config.warehouse.connection.is_some()
+    {
+        let name = config
+            .warehouse
+            .connection
+            .as_deref()
+            .unwrap_or("snowflake");
+        if let Err(e) = config.resolved.get(name, ConnectionKind::Snowflake) {
+            let key = match config.warehouse.connection {
+                Some(_) => "warehouse.connection",
+                None => "warehouse.kind",
+            };
+            problems.push((
+                key,
+                format!("the Snowflake warehouse needs its connection: {e}"),
+            ));
+        }
     }
     if problems.is_empty() {
         return Ok(());
