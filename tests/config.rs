@@ -497,3 +497,47 @@ fn a_bad_connection_names_its_field_and_where_it_came_from() {
         "{e}"
     );
 }
+
+#[test]
+fn older_variables_meant_for_other_tools_never_stop_a_command() {
+    use tasks::connection::ConnectionKind::*;
+    // Keys for AWS itself (no endpoint), as the aws CLI's shell has them.
+    let loaded = load(
+        None,
+        &vars(&[
+            ("AWS_ACCESS_KEY_ID", "AKIA 1"),
+            ("AWS_SECRET_ACCESS_KEY", "pw"),
+            ("AWS_REGION", "eu-west-1"),
+        ]),
+        Flags::new(),
+    )
+    .unwrap();
+    let s3 = loaded.config.resolved.get("s3", S3).unwrap();
+    assert_eq!(
+        s3.shown(),
+        "s3://AKIA%201:***@aws?secure=true&region=eu-west-1"
+    );
+    let o: std::collections::BTreeMap<String, String> = s3.s3_options().into_iter().collect();
+    assert!(!o.contains_key("endpoint"), "{o:?}");
+    assert_eq!(o["access_key_id"], "AKIA 1");
+    assert_eq!(o["region"], "eu-west-1");
+    // Snowflake variables exported for dbt's browser login: no password, no key. The
+    // connection is left out (with a warning); the command goes on.
+    let loaded = load(
+        None,
+        &vars(&[("SNOWFLAKE_ACCOUNT", "acct"), ("SNOWFLAKE_USER", "me")]),
+        Flags::new(),
+    )
+    .unwrap();
+    assert!(!loaded.config.resolved.contains("snowflake"));
+    // The same problem in a connection defined by name stops the command.
+    let e = error(
+        None,
+        &[("SETLIST_CONN_SNOWFLAKE", "snowflake://me@acct/DB")],
+        Flags::new(),
+    );
+    assert!(
+        e.contains("connections.snowflake.password: a Snowflake connection needs"),
+        "{e}"
+    );
+}

@@ -530,3 +530,82 @@ async fn clearing_a_failed_task_with_its_downstream_lets_the_run_succeed() {
     assert_eq!(rerun, ["needs_file", "join"]);
     assert_eq!(run_state(&db.pool, run).await, "success");
 }
+
+#[tokio::test]
+async fn templated_params_render_with_the_run_s_context_and_an_undefined_value_fails_clearly() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "templated"
+        params = { table = "plays", limit = 10 }
+        [[task]]
+        id = "extract"
+        kind = "shell"
+        params = { command = "echo 42" }
+        [[task]]
+        id = "report"
+        kind = "shell"
+        depends_on = ["extract"]
+        params = { command = "echo {{ ds }} {{ logical_date | date('%H:%M') }} {{ params.table }}:{{ params.limit }} {{ conf.region }} {{ upstream.extract.output.last_line }} try {{ try_number }}" }
+        [[task]]
+        id = "strict"
+        kind = "shell"
+        depends_on = ["extract"]
+        params = { command = "echo {{ conf.missing }}" }
+    "#);
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T06:30:00Z")
+        .unwrap()
+        .to_utc();
+    let run = orchestrator::store::runs::trigger(
+        &db.pool,
+        &d,
+        serde_json::json!({ "region": "EU", "limit": 5 }),
+        Some(at),
+    )
+    .await
+    .unwrap();
+    common::start_runs(&db.pool).await;
+    drain(&worker(&db).await).await;
+    let log = |task: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT l.line FROM setlist.attempt_logs l JOIN setlist.attempts a ON a.id = l.attempt_id
+                 JOIN setlist.task_instances t ON t.id = a.ti_id WHERE t.run_id = $1 AND t.task_id = $2 ORDER BY seq",
+            )
+            .bind(run)
+            .bind(task)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The conf replaces a DAG param of its name; the rendered params open the log.
+    let report = log("report").await;
+    assert_eq!(
+        report.last().unwrap(),
+        "2026-03-01 06:30 plays:5 EU 42 try 1"
+    );
+    assert!(
+        report[0].starts_with(
+            r#"Rendered params: {"command":"echo 2026-03-01 06:30 plays:5 EU 42 try 1""#
+        ),
+        "{report:?}"
+    );
+    let states = states(&db.pool, run).await;
+    assert_eq!(states["report"], "success");
+    assert_eq!(states["strict"], "failed");
+    let (reason, message): (String, String) = sqlx::query_as(
+        "SELECT a.failure_reason::text, a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id
+         WHERE t.run_id = $1 AND t.task_id = 'strict'",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(reason, "invalid");
+    assert!(
+        message.starts_with("params.command: template: undefined value"),
+        "{message}"
+    );
+}

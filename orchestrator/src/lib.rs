@@ -13,6 +13,7 @@ pub mod secret;
 pub mod state;
 pub mod store;
 pub mod task;
+pub mod template;
 pub mod trigger_rule;
 pub mod worker;
 

@@ -131,6 +131,14 @@ pub(super) fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer
 /// `AIRFLOW_CONN_NAME` does in Airflow.
 const CONN_PREFIX: &str = "CONN_";
 
+/// What a URL's user, path or parameter keeps as it is; the rest is percent-encoded
+/// (a space as %20, which decodes back, never as +).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A connection described by another tool's variables, as the layers that set it.
 pub(super) struct OlderConnection {
     /// The connection's name.
@@ -150,7 +158,7 @@ pub(super) fn older_connections(vars: &[(String, String)]) -> Vec<OlderConnectio
             .find(|(n, v)| n == name && !v.is_empty())
             .map(|(_, v)| v.clone())
     };
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, COMPONENT).to_string();
     let layer = |name: &str, field: &str, value: String, from: &str| {
         Layer::new(
             &format!("connections.{name}.{field}"),
@@ -242,9 +250,10 @@ pub(super) fn older_connections(vars: &[(String, String)]) -> Vec<OlderConnectio
         .collect();
     if endpoint.is_some() || key.is_some() || region.is_some() || !others.is_empty() {
         const FROM: &str = "AWS_*";
+        // No endpoint: AWS itself, whose host the URL names `aws`.
         let (host, secure) = match endpoint.as_deref().and_then(|e| e.split_once("://")) {
             Some((scheme, host)) => (host.trim_end_matches('/').to_string(), scheme != "http"),
-            None => (String::new(), true),
+            None => ("aws".to_string(), true),
         };
         let user = key.map(|k| format!("{}@", enc(&k))).unwrap_or_default();
         let mut url = format!("s3://{user}{host}?secure={secure}");
@@ -286,7 +295,7 @@ fn is_tooling(rest: &str) -> bool {
 }
 
 /// The dbt profile's older variables (SETLIST_WAREHOUSE_HOST, _PORT, _USER, _PASSWORD,
-/// _DB) as the one `warehouse.url` they describe, when any is set and
+/// _DB, and _SSLMODE with any of them) as the one `warehouse.url` they describe, when any is set and
 /// SETLIST_WAREHOUSE_URL is not: the loader, dbt and the pages then share that
 /// warehouse, as the profile alone used to mean for dbt.
 fn profile_warehouse(vars: &[(String, String)]) -> Option<Layer> {
@@ -312,6 +321,9 @@ fn profile_warehouse(vars: &[(String, String)]) -> Option<Layer> {
         url.set_password(Some(p)).ok()?;
     }
     url.set_path(db.as_deref().unwrap_or("setlist"));
+    if let Some(mode) = get("SETLIST_WAREHOUSE_SSLMODE") {
+        url.query_pairs_mut().append_pair("sslmode", &mode);
+    }
     Some(Layer::new(
         "warehouse.url",
         url.to_string().into(),

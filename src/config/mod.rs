@@ -12,11 +12,10 @@
 
 mod env;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use std::collections::BTreeMap;
 
 use figment::providers::Serialized;
 use figment::value::{Dict, Map};
@@ -96,7 +95,8 @@ pub struct SchedulerSettings {
     /// How often to reap lost workers and sweep finished runs.
     #[serde(with = "humantime_serde")]
     pub housekeeping_interval: Duration,
-    /// How often to re-read the DAG folder.
+    /// How often to parse the DAG folder again even when no file seems changed (an
+    /// added, changed or removed file is noticed at the next housekeeping).
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
 }
@@ -344,11 +344,13 @@ pub fn load(
     for layer in environment(vars)? {
         figment = figment.merge(layer);
     }
+    let mut from_older = Vec::new();
     for older in older_connections(vars) {
         if figment
             .find_value(&format!("connections.{}", older.name))
             .is_err()
         {
+            from_older.push(older.name);
             for layer in older.layers {
                 figment = figment.merge(layer);
             }
@@ -365,17 +367,21 @@ pub fn load(
         let messages: Vec<String> = e.into_iter().map(|e| describe(&e)).collect();
         anyhow::anyhow!("invalid configuration:\n  {}", messages.join("\n  "))
     })?;
-    config.resolved = resolve_connections(&config, vars, &figment)?;
+    config.resolved = resolve_connections(&config, vars, &figment, &from_older)?;
     validate(&config, &figment)?;
     Ok(Loaded { config, figment })
 }
 
 /// Reads every connection's secrets (from `vars` and files) and checks its URL; each
-/// problem names the connection's field and where it was set.
+/// problem names the connection's field and where it was set. A connection that only
+/// the older variables describe (`from_older`) and that does not resolve is left out
+/// with a warning instead: those variables may be set for another tool (dbt, the aws
+/// CLI), and the connection fails only what uses it.
 fn resolve_connections(
     config: &Config,
     vars: &[(String, String)],
     figment: &Figment,
+    from_older: &[&str],
 ) -> anyhow::Result<Connections> {
     let var = |name: &str| {
         vars.iter()
@@ -387,6 +393,13 @@ fn resolve_connections(
     for (name, settings) in &config.connections {
         match settings.resolve(name, &var) {
             Ok(c) => resolved.push(c),
+            Err(e) if from_older.contains(&name.as_str()) => {
+                tracing::warn!(
+                    connection = %name,
+                    problem = %format!("{}: {}", e.field, e.problem),
+                    "The older variables describe a connection that does not work; it is left out."
+                );
+            }
             Err(e) => {
                 let key = format!("connections.{name}.{}", e.field);
                 let from = figment

@@ -33,7 +33,17 @@ impl StoreSettings {
     /// The object-store options of the store's S3 connection: `connection`, else the
     /// connection named `s3` if there is one; none for a folder.
     pub fn options(&self, connections: &Connections) -> anyhow::Result<Vec<(String, String)>> {
-        if !self.url.starts_with("s3://") {
+        self.options_for(&self.url, connections)
+    }
+
+    /// The same for the store at `url` (a task's own `store_url`): S3 options only for
+    /// an s3:// one.
+    pub fn options_for(
+        &self,
+        url: &str,
+        connections: &Connections,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        if !url.starts_with("s3://") {
             return Ok(Vec::new());
         }
         let connection = match &self.connection {
@@ -156,11 +166,6 @@ impl Settings {
             .context("no warehouse: set warehouse.url (SETLIST_WAREHOUSE_URL) or the state store's database_url")
     }
 
-    /// The object-store options of the store's S3 connection.
-    pub fn store_options(&self) -> anyhow::Result<Vec<(String, String)>> {
-        self.store.options(&self.connections)
-    }
-
     /// The store at `url` (default `store.url`), reached with `options` when given,
     /// else with the store's connection.
     pub fn storage(
@@ -168,15 +173,16 @@ impl Settings {
         url: Option<&str>,
         options: &[(String, String)],
     ) -> anyhow::Result<Storage> {
+        let url = url.unwrap_or(&self.store.url);
         let options = match options.is_empty() {
-            true => self.store_options()?,
+            true => self.store.options_for(url, &self.connections)?,
             false => options.to_vec(),
         };
         let options: Vec<(&str, &str)> = options
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        Storage::open_with(url.unwrap_or(&self.store.url), &options)
+        Storage::open_with(url, &options)
     }
 
     /// The Snowflake warehouse: the connection `name`, else `warehouse.connection`,

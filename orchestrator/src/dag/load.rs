@@ -22,6 +22,8 @@ pub struct DagBag {
     pub dags: Vec<Dag>,
     /// Every problem of the files that did not load, for logs, the CLI and the pages.
     pub errors: Vec<Diagnostic>,
+    /// The folder itself could not be read, so `dags` says nothing of what is in it.
+    pub unreadable: bool,
 }
 
 impl DagBag {
@@ -67,6 +69,7 @@ pub fn load_dir(dir: &Path, registry: &Registry) -> DagBag {
                 column: 1,
                 message: format!("cannot read the DAG folder: {e}"),
             });
+            bag.unreadable = true;
             return bag;
         }
     };
@@ -128,6 +131,11 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
     let defaults_table = section(&mut w, doc, "defaults", "[defaults]");
 
     let header = dag_table.map(|t| read_dag_header(&mut w, t));
+    let dag_params = header
+        .as_ref()
+        .and_then(|h| h.as_ref())
+        .map(|h| h.params.clone())
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
     let defaults = match defaults_table {
         Some(t) => {
             w.reject_unknown_keys(t, RETRY_KEYS, "[defaults]");
@@ -135,7 +143,7 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
         }
         None => Overrides::default(),
     };
-    let tasks = read_tasks(&mut w, doc, registry, &defaults);
+    let tasks = read_tasks(&mut w, doc, registry, &defaults, &dag_params);
 
     if dag_table.is_none() {
         w.error(0..0, "missing [dag] table (with at least `id`)");
@@ -151,6 +159,7 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
             catchup: h.catchup,
             max_active_runs: h.max_active_runs,
             triggered_by: h.triggered_by,
+            params: h.params,
             tasks,
             file: file.to_path_buf(),
         }),

@@ -40,6 +40,9 @@ pub struct Dag {
     pub max_active_runs: u32,
     /// Datasets whose changes start a run (see [`crate::store::datasets`]).
     pub triggered_by: Vec<String>,
+    /// Values templates read as `params.x`; a run's conf may replace each by name.
+    #[serde(default = "empty_object", skip_serializing_if = "is_empty_object")]
+    pub params: serde_json::Value,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
     /// The file the DAG was loaded from, for messages that point back at it (kept in
@@ -130,6 +133,14 @@ impl Dag {
             .iter()
             .any(|t| t.depends_on.iter().any(|d| d == id))
     }
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn is_empty_object(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|m| m.is_empty())
 }
 
 mod duration_ms {

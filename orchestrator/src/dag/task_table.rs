@@ -99,6 +99,7 @@ pub(super) fn read_tasks(
     doc: &DeTable<'_>,
     registry: &Registry,
     defaults: &Overrides,
+    dag_params: &serde_json::Value,
 ) -> Vec<TaskSpec> {
     let Some(value) = doc.get("task") else {
         w.error(0..0, "the DAG has no tasks: add at least one [[task]]");
@@ -176,6 +177,11 @@ pub(super) fn read_tasks(
                 &params,
                 params_value,
             );
+        }
+        let upstream: Vec<String> = depends_on.iter().map(|d| d.0.clone()).collect();
+        for e in crate::template::check(&params, dag_params, &upstream) {
+            let span = params_value.map_or(item.span(), |v| span_of_path(v, &e.path));
+            w.error(span, format!("{section}: {e}"));
         }
         let Some((id, span)) = id else { continue };
         if !is_valid_id(&id) {

@@ -32,22 +32,48 @@ pub async fn upsert(db: impl PgExecutor<'_>, dag: &Dag) -> Result<()> {
     Ok(())
 }
 
+/// Records `dag` if the store has no DAG of its id: for runs of a DAG that did not
+/// come from the store (a test's, a one-off's). A stored definition is left alone, so
+/// a caller holding an older copy never writes it back over the scheduler's newer one.
+pub async fn ensure(db: impl PgExecutor<'_>, dag: &Dag) -> Result<()> {
+    let definition = serde_json::to_value(dag).expect("a Dag always serialises");
+    sqlx::query!(
+        "INSERT INTO setlist.dags (dag_id, definition_hash, definition, file_path)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (dag_id) DO NOTHING",
+        dag.id,
+        dag.definition_hash(),
+        definition,
+        dag.file.display().to_string(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Records a parse of the whole folder in one transaction: every DAG of `bag` (active
 /// from now on), every other DAG no longer active (its file was removed or no longer
-/// loads; its runs stay), and `bag`'s problems instead of the last parse's.
+/// loads; its runs stay), and `bag`'s problems instead of the last parse's. Parses
+/// are recorded one at a time (a scheduler's and a `setlist dags sync`). A folder that
+/// could not be read deactivates nothing: it says nothing of the DAGs.
 pub async fn record_parse(pool: &PgPool, bag: &DagBag) -> Result<()> {
     let mut tx = pool.begin().await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('setlist.record_parse')) AS locked")
+        .fetch_one(&mut *tx)
+        .await?;
     for dag in &bag.dags {
         upsert(&mut *tx, dag).await?;
     }
     let ids: Vec<String> = bag.dags.iter().map(|d| d.id.clone()).collect();
-    sqlx::query!(
-        "UPDATE setlist.dags SET is_active = (dag_id = ANY ($1))
-         WHERE is_active IS DISTINCT FROM (dag_id = ANY ($1))",
-        &ids
-    )
-    .execute(&mut *tx)
-    .await?;
+    if !bag.unreadable {
+        sqlx::query!(
+            "UPDATE setlist.dags SET is_active = (dag_id = ANY ($1))
+             WHERE is_active IS DISTINCT FROM (dag_id = ANY ($1))",
+            &ids
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query!("DELETE FROM setlist.dag_import_errors")
         .execute(&mut *tx)
         .await?;
@@ -81,16 +107,23 @@ fn clamp(n: usize) -> i32 {
 /// that did not load. A definition this version cannot read (written by another
 /// version of Setlist) is reported as a problem of its file, never dropped silently.
 pub async fn parsed(pool: &PgPool) -> Result<DagBag> {
+    // One snapshot for both tables, so a parse recorded in between is seen whole or not.
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query!(
         "SELECT dag_id, definition, file_path FROM setlist.dags
          WHERE is_active ORDER BY dag_id"
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let mut bag = DagBag {
         dags: Vec::with_capacity(rows.len()),
-        errors: import_errors(pool).await?,
+        errors: import_errors(&mut *tx).await?,
+        unreadable: false,
     };
+    tx.commit().await?;
     for row in rows {
         match serde_json::from_value::<Dag>(row.definition) {
             Ok(mut dag) => {
@@ -125,12 +158,12 @@ pub async fn get(pool: &PgPool, id: &str) -> Result<Dag> {
 }
 
 /// The problems of the files that did not load at the last parse, in file and line order.
-pub async fn import_errors(pool: &PgPool) -> Result<Vec<Diagnostic>> {
+pub async fn import_errors(db: impl PgExecutor<'_>) -> Result<Vec<Diagnostic>> {
     let rows = sqlx::query!(
         "SELECT file_path, line, col, message FROM setlist.dag_import_errors
          ORDER BY file_path, line, col, message"
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()

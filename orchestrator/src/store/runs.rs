@@ -205,7 +205,7 @@ pub async fn trigger(
             end: logical_date,
         });
     let mut tx = pool.begin().await?;
-    super::dags::upsert(&mut *tx, dag).await?;
+    super::dags::ensure(&mut *tx, dag).await?;
     let created = create(&mut tx, dag, logical_date, interval, RunType::Manual, &conf).await?;
     let Some(run_id) = created else {
         return Err(Error::Conflict(format!(
@@ -265,7 +265,7 @@ pub async fn backfill(
     }
     let mut out = Backfill::default();
     let mut tx = pool.begin().await?;
-    super::dags::upsert(&mut *tx, dag).await?;
+    super::dags::ensure(&mut *tx, dag).await?;
     for interval in intervals {
         match create(
             &mut tx,

@@ -174,7 +174,51 @@ impl Worker {
     }
 
     async fn attempt(&self, c: &Claimed, cancel: CancellationToken) -> Result<Outcome> {
-        let task = match self.registry.build(&c.kind, &c.params) {
+        let upstream_outputs: BTreeMap<String, Value> = if c.upstream.is_empty() {
+            BTreeMap::new()
+        } else {
+            sqlx::query!(
+                r#"SELECT task_id, output AS "output!" FROM setlist.task_instances
+                   WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL"#,
+                c.run_id,
+                &c.upstream,
+            )
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.task_id, r.output))
+            .collect()
+        };
+        // Templated strings render against this attempt's context; params without
+        // templates are used as they are, at no cost.
+        let templated = crate::template::has_templates(&c.params);
+        let params = if templated {
+            let dag_params: Option<Value> = sqlx::query_scalar!(
+                "SELECT definition->'params' FROM setlist.dags WHERE dag_id = $1",
+                c.dag_id
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten();
+            let context = crate::template::Context::new(
+                &c.dag_id,
+                c.run_id,
+                &c.task_id,
+                c.try_number,
+                c.logical_date,
+                (c.data_interval_start, c.data_interval_end),
+                &c.conf,
+                dag_params.as_ref().unwrap_or(&Value::Null),
+                &upstream_outputs,
+            );
+            match crate::template::render(&c.params, &context) {
+                Ok(rendered) => rendered,
+                Err(e) => return Ok(Outcome::failed(FailureReason::Invalid, e.to_string())),
+            }
+        } else {
+            c.params.clone()
+        };
+        let task = match self.registry.build(&c.kind, &params) {
             Some(Ok(task)) => task,
             Some(Err(e)) => {
                 return Ok(Outcome::failed(
@@ -195,22 +239,10 @@ impl Worker {
                 "cancelled before it started",
             ));
         }
-        let upstream_outputs: BTreeMap<String, Value> = if c.upstream.is_empty() {
-            BTreeMap::new()
-        } else {
-            sqlx::query!(
-                r#"SELECT task_id, output AS "output!" FROM setlist.task_instances
-                   WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL"#,
-                c.run_id,
-                &c.upstream,
-            )
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| (r.task_id, r.output))
-            .collect()
-        };
         let (log, writer) = log_writer::spawn(self.pool.clone(), c.attempt_id);
+        if templated {
+            log.info(format!("Rendered params: {params}"));
+        }
         let ctx = TaskContext {
             dag_id: c.dag_id.clone(),
             run_id: c.run_id,
@@ -219,7 +251,7 @@ impl Worker {
             data_interval_start: c.data_interval_start,
             data_interval_end: c.data_interval_end,
             try_number: c.try_number,
-            params: c.params.clone(),
+            params,
             conf: c.conf.clone(),
             upstream_outputs,
             log,

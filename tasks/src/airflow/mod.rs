@@ -154,12 +154,19 @@ impl TaskConfig for AirflowDag {
     }
 }
 
+/// Whether two URLs have one scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 impl AirflowDag {
     fn api(&self, settings: &Settings) -> anyhow::Result<Api> {
-        let connection = match (&self.connection, &self.url) {
-            (Some(name), _) => Some(settings.connections.get(name, ConnectionKind::Http)?),
-            (None, None) => settings.connections.find("airflow", ConnectionKind::Http)?,
-            (None, Some(_)) => None,
+        let connection = match &self.connection {
+            Some(name) => Some(settings.connections.get(name, ConnectionKind::Http)?),
+            None => settings.connections.find("airflow", ConnectionKind::Http)?,
         };
         let url = match (&self.url, connection) {
             (Some(u), _) => u.clone(),
@@ -169,6 +176,8 @@ impl AirflowDag {
             ),
         };
         let base = base_url(&url).map_err(|e| anyhow!("the Airflow URL {e}"))?;
+        // The connection's user and password go to the connection's own Airflow only.
+        let connection = connection.filter(|c| same_origin(&c.http_url(), &url));
         let user = self
             .username
             .clone()
@@ -186,6 +195,7 @@ impl AirflowDag {
                         format!("no password for Airflow user {user}: password_env names {var}, which is not set")
                     })?,
                     None => connection
+                        .filter(|c| c.login().as_deref() == Some(user.as_str()))
                         .and_then(|c| c.password())
                         .map(|p| p.expose().to_string())
                         .with_context(|| {

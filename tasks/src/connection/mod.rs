@@ -35,7 +35,7 @@ pub enum ConnectionKind {
     /// An HTTP service, Airflow's API among them (`https://user@host/base`).
     Http,
     /// An S3-compatible object store (`s3://ACCESS_KEY@host:port?region=&secure=false`;
-    /// no host: AWS itself).
+    /// the host `aws` (or none): AWS itself, `s3://ACCESS_KEY@aws?region=eu-west-1`).
     S3,
     /// A Kafka-protocol broker (`kafka://host:9092,host2:9092`).
     Kafka,
@@ -252,19 +252,33 @@ pub struct Connection {
 /// the whole list; `None` for any other URL.
 fn split_brokers(text: &str) -> Option<(String, String)> {
     let rest = text.strip_prefix("kafka://")?;
-    let (userinfo, hosts_and_tail) = match rest.split_once('@') {
-        Some((user, after)) => (format!("{user}@"), after),
-        None => (String::new(), rest),
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
     };
-    let end = hosts_and_tail
-        .find(['/', '?'])
-        .unwrap_or(hosts_and_tail.len());
-    let (hosts, tail) = hosts_and_tail.split_at(end);
     let first = hosts.split(',').next().unwrap_or_default();
     Some((
         format!("kafka://{userinfo}{first}{tail}"),
         hosts.to_string(),
     ))
+}
+
+/// Whether a query parameter's name says its value is a secret.
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "key",
+        "signature",
+        "sig",
+        "auth",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 impl fmt::Debug for Connection {
@@ -283,22 +297,39 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// The URL without its password, for messages, pages and `connections list`.
     pub fn shown(&self) -> String {
-        let mut url = self.url.to_string();
-        if let (Some(all), Some(host)) = (&self.brokers, self.url.host_str()) {
-            let first = match self.url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_string(),
-            };
-            url = url.replacen(&first, all, 1);
-        }
+        let mut url = self.url.clone();
         if self.password.is_some() {
-            url = url.replacen(
-                &format!("{}@", self.url.username()),
-                &format!("{}:***@", self.url.username()),
-                1,
-            );
+            url.set_password(Some("***")).ok();
         }
-        url
+        if self.kind == ConnectionKind::Webhook {
+            // A webhook's path is its secret (Slack's /services/T/B/XXXX).
+            url.set_path("/***");
+            url.set_query(None);
+        } else if url.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if is_secret_param(&k) {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let mut text = url.to_string();
+        if let Some(all) = &self.brokers {
+            // The authority's hosts, after its user-info, become the whole list.
+            let start = text.find("://").map_or(0, |i| i + 3);
+            let end = text[start..]
+                .find(['/', '?'])
+                .map_or(text.len(), |i| start + i);
+            let hosts_at = text[start..end].rfind('@').map_or(start, |i| start + i + 1);
+            text.replace_range(hosts_at..end, all);
+        }
+        text
     }
 
     /// The user name in the URL, decoded; `None` when it has none.
@@ -376,7 +407,7 @@ impl Connection {
     /// and secret (the password), and every `extra` option as it is.
     pub fn s3_options(&self) -> Vec<(String, String)> {
         let mut options = Vec::new();
-        if let Some(host) = self.host() {
+        if let Some(host) = self.host().filter(|h| *h != "aws") {
             let secure = self.param("secure").is_none_or(|s| s != "false");
             let scheme = if secure { "https" } else { "http" };
             let port = self.url.port().map(|p| format!(":{p}")).unwrap_or_default();
@@ -583,6 +614,35 @@ mod tests {
         assert_eq!(o["region"], "eu-west-1");
         assert_eq!(o["access_key_id"], "KEY");
         assert_eq!(o["secret_access_key"], "SECRET");
+    }
+
+    #[test]
+    fn secrets_in_paths_and_parameters_never_show() {
+        let w = resolve(&ConnectionSettings::from_url(
+            "webhook+https://hooks.example/services/T/B/XXXX",
+        ))
+        .unwrap();
+        assert_eq!(w.shown(), "webhook+https://hooks.example/***");
+        let p = resolve(&ConnectionSettings::from_url(
+            "postgres://me@db/wh?sslmode=require&password=hunter2",
+        ))
+        .unwrap();
+        assert_eq!(
+            p.shown(),
+            "postgres://me@db/wh?sslmode=require&password=***"
+        );
+        let k = resolve(&ConnectionSettings::from_url("kafka://kafka,kafka2?x=1")).unwrap();
+        assert_eq!(k.shown(), "kafka://kafka,kafka2?x=1");
+        let k = resolve(&ConnectionSettings::from_url("kafka://u:p%40ss@a:1,b:2/x")).unwrap();
+        assert_eq!(k.brokers(), "a:1,b:2");
+        assert_eq!(k.shown(), "kafka://u:***@a:1,b:2/x");
+        let aws = resolve(&ConnectionSettings::from_url(
+            "s3://KEY:SECRET@aws?region=eu-west-1",
+        ))
+        .unwrap();
+        let o: BTreeMap<String, String> = aws.s3_options().into_iter().collect();
+        assert!(!o.contains_key("endpoint"), "{o:?}");
+        assert_eq!(o["access_key_id"], "KEY");
     }
 
     #[test]

@@ -252,22 +252,32 @@ impl Lander {
         })
     }
 
-    /// This lander's partitions of the topic as the broker knows them now (none while
-    /// the topic does not exist).
+    /// This lander's partitions of the topic as the broker knows them now: none while
+    /// the topic does not exist, an error when it exists without any of them.
     fn partition_ids(&self) -> anyhow::Result<Vec<i32>> {
         let topic = &self.config.kafka.topic;
         let metadata = self
             .consumer
             .fetch_metadata(Some(topic), Duration::from_secs(30))
             .with_context(|| format!("cannot read the metadata of topic {topic} from {} (scripts/kafka.sh starts a broker)", self.config.kafka.brokers))?;
-        let mut ids: Vec<i32> = metadata
+        let all: Vec<i32> = metadata
             .topics()
             .iter()
             .filter(|t| t.name() == topic)
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut ids: Vec<i32> = all
+            .iter()
+            .copied()
             .filter(|p| self.config.partitions.is_empty() || self.config.partitions.contains(p))
             .collect();
         ids.sort_unstable();
+        anyhow::ensure!(
+            all.is_empty() || !ids.is_empty(),
+            "topic {topic} has none of the partitions this lander was given ({:?}); it has {:?}",
+            self.config.partitions,
+            all
+        );
         Ok(ids)
     }
 

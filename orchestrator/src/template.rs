@@ -1,0 +1,413 @@
+//! Templated params: a string anywhere in a task's params may use the run's context,
+//! Jinja-style, as Airflow's templated fields do: `{{ ds }}`, `{{ data_interval_start }}`,
+//! `{{ logical_date | date("%Y-%m-%d") }}`, `{{ run_id }}`, `{{ conf.region }}`,
+//! `{{ params.x }}`, `{{ upstream.extract.output.rows }}`. Rendered with minijinja just
+//! before an attempt, with undefined values an error, never an empty string.
+//!
+//! What can be known when the file is read is checked then ([`check`]): the syntax, that
+//! every variable is one of the context's names, that `params.x` is one of the DAG's
+//! params and that `upstream.t` is one of the task's own upstream tasks. What only the
+//! run knows (a key of its conf, a field of an upstream output) fails the attempt with
+//! the param's path and what was undefined. A string without `{{` or `{%` is left as
+//! it is, so untemplated params cost nothing.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::registry::ParamError;
+
+/// The names a template may use at its top level.
+pub const NAMES: &[&str] = &[
+    "dag_id",
+    "run_id",
+    "task_id",
+    "try_number",
+    "logical_date",
+    "ds",
+    "ds_nodash",
+    "ts",
+    "data_interval_start",
+    "data_interval_end",
+    "conf",
+    "params",
+    "upstream",
+];
+
+/// What a template sees: one attempt's run, its conf and params, and the outputs of its
+/// task's upstream tasks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's id.
+    pub run_id: i64,
+    /// The task's id.
+    pub task_id: String,
+    /// The attempt's try number, from 1.
+    pub try_number: i32,
+    /// The run's logical date, RFC 3339 (`date` formats it).
+    pub logical_date: String,
+    /// The logical date's day, `YYYY-MM-DD`.
+    pub ds: String,
+    /// The same without dashes, `YYYYMMDD`.
+    pub ds_nodash: String,
+    /// The logical date, RFC 3339, as Airflow's `ts`.
+    pub ts: String,
+    /// Where the run's data interval starts, RFC 3339.
+    pub data_interval_start: String,
+    /// Where it ends (exclusive), RFC 3339.
+    pub data_interval_end: String,
+    /// The run's conf.
+    pub conf: Value,
+    /// The DAG's params, each replaced by the conf's value of that name if it has one.
+    pub params: Value,
+    /// Each upstream task's output, as `upstream.<task>.output`.
+    pub upstream: BTreeMap<String, Upstream>,
+}
+
+/// One upstream task as a template sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Upstream {
+    /// The output it ended with.
+    pub output: Value,
+}
+
+impl Context {
+    /// The context of one attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dag_id: &str,
+        run_id: i64,
+        task_id: &str,
+        try_number: i32,
+        logical_date: DateTime<Utc>,
+        data_interval: (DateTime<Utc>, DateTime<Utc>),
+        conf: &Value,
+        dag_params: &Value,
+        upstream_outputs: &BTreeMap<String, Value>,
+    ) -> Self {
+        let mut params = match dag_params {
+            Value::Object(m) => m.clone(),
+            _ => Default::default(),
+        };
+        if let Value::Object(c) = conf {
+            for (k, v) in params.iter_mut() {
+                if let Some(given) = c.get(k) {
+                    *v = given.clone();
+                }
+            }
+        }
+        let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        Self {
+            dag_id: dag_id.to_string(),
+            run_id,
+            task_id: task_id.to_string(),
+            try_number,
+            logical_date: rfc(logical_date),
+            ds: logical_date.format("%Y-%m-%d").to_string(),
+            ds_nodash: logical_date.format("%Y%m%d").to_string(),
+            ts: rfc(logical_date),
+            data_interval_start: rfc(data_interval.0),
+            data_interval_end: rfc(data_interval.1),
+            conf: conf.clone(),
+            params: Value::Object(params),
+            upstream: upstream_outputs
+                .iter()
+                .map(|(t, o)| (t.clone(), Upstream { output: o.clone() }))
+                .collect(),
+        }
+    }
+}
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("date", date);
+    env
+});
+
+/// `{{ logical_date | date("%Y-%m-%d %H:%M") }}`: an RFC 3339 time (or a `YYYY-MM-DD`
+/// day, at midnight UTC) in chrono's format, `%Y-%m-%d` by default.
+fn date(value: String, format: Option<String>) -> Result<String, Error> {
+    let t = DateTime::parse_from_rfc3339(&value)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|e| {
+            chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                .map_err(|_| e)
+        })
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("date: {value:?} is not an RFC 3339 time or a YYYY-MM-DD day ({e})"),
+            )
+        })?;
+    let format = format.unwrap_or_else(|| "%Y-%m-%d".into());
+    let mut out = String::new();
+    use std::fmt::Write;
+    write!(out, "{}", t.format(&format)).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("date: {format:?} is not a valid time format"),
+        )
+    })?;
+    Ok(out)
+}
+
+/// Whether `s` holds template syntax.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// Whether any string in `params` holds template syntax.
+pub fn has_templates(params: &Value) -> bool {
+    match params {
+        Value::String(s) => is_template(s),
+        Value::Array(items) => items.iter().any(has_templates),
+        Value::Object(map) => map.values().any(has_templates),
+        _ => false,
+    }
+}
+
+/// Every templated string of `params` rendered with `context`; the rest as it is. The
+/// error names the param's path and what went wrong.
+pub fn render(params: &Value, context: &Context) -> Result<Value, ParamError> {
+    let ctx = minijinja::Value::from(minijinja::value::Serde(context));
+    let mut path = Vec::new();
+    render_at(params, &ctx, &mut path)
+}
+
+fn render_at(
+    value: &Value,
+    ctx: &minijinja::Value,
+    path: &mut Vec<String>,
+) -> Result<Value, ParamError> {
+    Ok(match value {
+        Value::String(s) if is_template(s) => {
+            Value::String(ENV.render_str(s, ctx).map_err(|e| ParamError {
+                path: path.clone(),
+                message: format!("template: {}", describe(&e)),
+            })?)
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                out.push(render_at(item, ctx, path)?);
+                path.pop();
+            }
+            Value::Array(out)
+        }
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, v) in map {
+                path.push(k.clone());
+                out.insert(k.clone(), render_at(v, ctx, path)?);
+                path.pop();
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+/// A minijinja error in one line: its kind and detail, without the template's name.
+fn describe(e: &Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{} ({detail})", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// Checks every templated string of `params` as far as the file alone can tell: its
+/// syntax, that each variable is a context name, that `params.x` is one of `dag_params`
+/// and `upstream.t` one of `upstream`. One problem per string, at that string's path.
+pub fn check(params: &Value, dag_params: &Value, upstream: &[String]) -> Vec<ParamError> {
+    let mut problems = Vec::new();
+    let mut path = Vec::new();
+    check_at(params, dag_params, upstream, &mut path, &mut problems);
+    problems
+}
+
+fn check_at(
+    value: &Value,
+    dag_params: &Value,
+    upstream: &[String],
+    path: &mut Vec<String>,
+    problems: &mut Vec<ParamError>,
+) {
+    match value {
+        Value::String(s) if is_template(s) => {
+            if let Err(message) = check_one(s, dag_params, upstream) {
+                problems.push(ParamError {
+                    path: path.clone(),
+                    message,
+                });
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                check_at(item, dag_params, upstream, path, problems);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                path.push(k.clone());
+                check_at(v, dag_params, upstream, path, problems);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_one(source: &str, dag_params: &Value, upstream: &[String]) -> Result<(), String> {
+    let template = ENV
+        .template_from_str(source)
+        .map_err(|e| format!("template: {}", describe(&e)))?;
+    let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+    names.sort();
+    for name in names {
+        let mut parts = name.split('.');
+        let top = parts.next().unwrap_or_default();
+        let second = parts.next();
+        if !NAMES.contains(&top) {
+            return Err(format!(
+                "template: unknown variable `{top}` (known: {})",
+                NAMES.join(", ")
+            ));
+        }
+        match (top, second) {
+            ("params", Some(p)) if dag_params.get(p).is_none() => {
+                return Err(format!(
+                    "template: `params.{p}` is not one of the DAG's params (add it to [dag] params)"
+                ));
+            }
+            ("upstream", Some(t)) if !upstream.iter().any(|u| u == t) => {
+                return Err(format!(
+                    "template: `upstream.{t}` is not one of this task's upstream tasks ({})",
+                    if upstream.is_empty() {
+                        "it has none".to_string()
+                    } else {
+                        upstream.join(", ")
+                    }
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn context() -> Context {
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 6, 0, 0).unwrap();
+        Context::new(
+            "daily",
+            7,
+            "load",
+            2,
+            start,
+            (start, Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap()),
+            &json!({ "region": "EU", "limit": 5 }),
+            &json!({ "limit": 10, "table": "plays" }),
+            &BTreeMap::from([("extract".to_string(), json!({ "rows": 42 }))]),
+        )
+    }
+
+    #[test]
+    fn strings_render_with_the_run_s_context_and_others_stay_as_they_are() {
+        let params = json!({
+            "sql": "select * from {{ params.table }} where day = '{{ ds }}' limit {{ params.limit }}",
+            "args": ["{{ logical_date | date(\"%Y/%m/%d %H:%M\") }}", "{{ conf.region }}-{{ ds_nodash }}"],
+            "note": "rows={{ upstream.extract.output.rows }} try={{ try_number }} run={{ run_id }}",
+            "plain": "no {braces} here",
+            "n": 3,
+        });
+        let out = render(&params, &context()).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "sql": "select * from plays where day = '2026-03-01' limit 5",
+                "args": ["2026/03/01 06:00", "EU-20260301"],
+                "note": "rows=42 try=2 run=7",
+                "plain": "no {braces} here",
+                "n": 3,
+            })
+        );
+        assert_eq!(
+            render(&json!({ "w": "{{ data_interval_end }}" }), &context()).unwrap()["w"],
+            "2026-03-02T06:00:00Z"
+        );
+    }
+
+    #[test]
+    fn an_undefined_value_fails_with_the_param_s_path() {
+        let e = render(&json!({ "args": ["ok", "{{ conf.missing }}"] }), &context()).unwrap_err();
+        assert_eq!(e.path, ["args", "1"]);
+        assert!(e.message.starts_with("template: undefined value"), "{e}");
+        let e = render(&json!({ "x": "{{ conf.region | date }}" }), &context()).unwrap_err();
+        assert!(
+            e.message
+                .contains("\"EU\" is not an RFC 3339 time or a YYYY-MM-DD day"),
+            "{e}"
+        );
+        let e = render(&json!({ "x": "{{ ds | date(\"%Q\") }}" }), &context()).unwrap_err();
+        assert!(
+            e.message.contains("\"%Q\" is not a valid time format"),
+            "{e}"
+        );
+        let day = render(&json!({ "x": "{{ ds | date(\"%d/%m\") }}" }), &context()).unwrap();
+        assert_eq!(day["x"], "01/03");
+    }
+
+    #[test]
+    fn what_the_file_alone_can_tell_is_checked_when_it_loads() {
+        let dag_params = json!({ "table": "plays" });
+        let upstream = ["extract".to_string()];
+        let check1 = |s: &str| {
+            check(&json!({ "p": s }), &dag_params, &upstream)
+                .first()
+                .map(|e| e.message.clone())
+        };
+        assert_eq!(
+            check1("{{ ds }} {{ conf.anything }} {{ upstream.extract.output.x }}"),
+            None
+        );
+        assert!(
+            check1("{{ dss }}")
+                .unwrap()
+                .starts_with("template: unknown variable `dss` (known: dag_id,")
+        );
+        assert_eq!(
+            check1("{{ params.tabel }}").unwrap(),
+            "template: `params.tabel` is not one of the DAG's params (add it to [dag] params)"
+        );
+        assert_eq!(
+            check1("{{ upstream.load.output }}").unwrap(),
+            "template: `upstream.load` is not one of this task's upstream tasks (extract)"
+        );
+        assert!(
+            check1("{{ ds ")
+                .unwrap()
+                .starts_with("template: syntax error"),
+            "{:?}",
+            check1("{{ ds ")
+        );
+        assert!(!has_templates(&json!({ "a": ["b", 1], "c": "{d}" })));
+        assert!(has_templates(&json!({ "a": ["{% if x %}"] })));
+    }
+}
