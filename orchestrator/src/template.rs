@@ -64,7 +64,7 @@ pub struct Context {
     pub data_interval_end: String,
     /// The run's conf.
     pub conf: Value,
-    /// The DAG's params, each replaced by the conf's value of that name if it has one.
+    /// The run's params ([`run_params`]).
     pub params: Value,
     /// Each upstream task's output, as `upstream.<task>.output`.
     pub upstream: BTreeMap<String, Upstream>,
@@ -88,20 +88,9 @@ impl Context {
         logical_date: DateTime<Utc>,
         data_interval: (DateTime<Utc>, DateTime<Utc>),
         conf: &Value,
-        dag_params: &Value,
+        params: &Value,
         upstream_outputs: &BTreeMap<String, Value>,
     ) -> Self {
-        let mut params = match dag_params {
-            Value::Object(m) => m.clone(),
-            _ => Default::default(),
-        };
-        if let Value::Object(c) = conf {
-            for (k, v) in params.iter_mut() {
-                if let Some(given) = c.get(k) {
-                    *v = given.clone();
-                }
-            }
-        }
         let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         Self {
             dag_id: dag_id.to_string(),
@@ -115,7 +104,7 @@ impl Context {
             data_interval_start: rfc(data_interval.0),
             data_interval_end: rfc(data_interval.1),
             conf: conf.clone(),
-            params: Value::Object(params),
+            params: params.clone(),
             upstream: upstream_outputs
                 .iter()
                 .map(|(t, o)| (t.clone(), Upstream { output: o.clone() }))
@@ -124,16 +113,42 @@ impl Context {
     }
 }
 
+/// A run's params: the DAG's `[dag] params`, each replaced by the conf's value of that
+/// name when it has one (Airflow's params with `dag_run_conf_overrides_params`). Fixed
+/// when the run is created.
+pub fn run_params(dag_params: &Value, conf: &Value) -> Value {
+    let mut params = match dag_params {
+        Value::Object(m) => m.clone(),
+        _ => Default::default(),
+    };
+    if let Value::Object(c) = conf {
+        for (k, v) in params.iter_mut() {
+            if let Some(given) = c.get(k) {
+                *v = given.clone();
+            }
+        }
+    }
+    Value::Object(params)
+}
+
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A multi-line param keeps its last newline, rendered or not.
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default delimiters"),
+    );
     env.add_filter("date", date);
     env
 });
 
-/// `{{ logical_date | date("%Y-%m-%d %H:%M") }}`: an RFC 3339 time (or a `YYYY-MM-DD`
-/// day, at midnight UTC) in chrono's format, `%Y-%m-%d` by default.
-fn date(value: String, format: Option<String>) -> Result<String, Error> {
+/// `{{ logical_date | date("%Y-%m-%d %H:%M", "Europe/Berlin") }}`: an RFC 3339 time (or
+/// a `YYYY-MM-DD` day, at midnight UTC) in chrono's format (`%Y-%m-%d` by default), in
+/// an IANA timezone (UTC by default).
+fn date(value: String, format: Option<String>, timezone: Option<String>) -> Result<String, Error> {
     let t = DateTime::parse_from_rfc3339(&value)
         .map(|t| t.with_timezone(&Utc))
         .or_else(|e| {
@@ -148,9 +163,18 @@ fn date(value: String, format: Option<String>) -> Result<String, Error> {
             )
         })?;
     let format = format.unwrap_or_else(|| "%Y-%m-%d".into());
+    let tz: chrono_tz::Tz = match &timezone {
+        Some(name) => name.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("date: unknown timezone {name:?} (an IANA name such as \"Europe/Berlin\")"),
+            )
+        })?,
+        None => chrono_tz::UTC,
+    };
     let mut out = String::new();
     use std::fmt::Write;
-    write!(out, "{}", t.format(&format)).map_err(|_| {
+    write!(out, "{}", t.with_timezone(&tz).format(&format)).map_err(|_| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("date: {format:?} is not a valid time format"),
@@ -278,7 +302,8 @@ fn check_one(source: &str, dag_params: &Value, upstream: &[String]) -> Result<()
         let mut parts = name.split('.');
         let top = parts.next().unwrap_or_default();
         let second = parts.next();
-        if !NAMES.contains(&top) {
+        // minijinja's own functions (range, dict, namespace) are names too.
+        if !NAMES.contains(&top) && !ENV.globals().any(|(g, _)| g == top) {
             return Err(format!(
                 "template: unknown variable `{top}` (known: {})",
                 NAMES.join(", ")
@@ -323,7 +348,10 @@ mod tests {
             start,
             (start, Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap()),
             &json!({ "region": "EU", "limit": 5 }),
-            &json!({ "limit": 10, "table": "plays" }),
+            &run_params(
+                &json!({ "limit": 10, "table": "plays" }),
+                &json!({ "region": "EU", "limit": 5 }),
+            ),
             &BTreeMap::from([("extract".to_string(), json!({ "rows": 42 }))]),
         )
     }
@@ -372,6 +400,21 @@ mod tests {
         );
         let day = render(&json!({ "x": "{{ ds | date(\"%d/%m\") }}" }), &context()).unwrap();
         assert_eq!(day["x"], "01/03");
+        let local = render(
+            &json!({ "x": "{{ logical_date | date(\"%H:%M %Z\", \"Europe/Berlin\") }}" }),
+            &context(),
+        )
+        .unwrap();
+        assert_eq!(local["x"], "07:00 CET");
+        let raw = render(
+            &json!({ "x": "{% raw %}{{.ID}}{% endraw %} {% for i in range(2) %}{{ i }}{% endfor %}\n" }),
+            &context(),
+        )
+        .unwrap();
+        assert_eq!(
+            raw["x"], "{{.ID}} 01\n",
+            "raw passes braces through, newlines stay"
+        );
     }
 
     #[test]
@@ -385,6 +428,10 @@ mod tests {
         };
         assert_eq!(
             check1("{{ ds }} {{ conf.anything }} {{ upstream.extract.output.x }}"),
+            None
+        );
+        assert_eq!(
+            check1("{% for i in range(3) %}{{ i }}{% endfor %}{% set n = 2 %}{{ n }}"),
             None
         );
         assert!(

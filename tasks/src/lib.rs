@@ -16,6 +16,7 @@ pub mod raw;
 pub mod settings;
 pub mod shell;
 pub mod simulate;
+pub mod sql;
 pub mod storage;
 
 use orchestrator::Registry;
@@ -29,6 +30,7 @@ pub fn registry() -> Registry {
         .register::<simulate::Simulate>("simulate")
         .register::<bronze::LoadBronze>("load_bronze")
         .register::<dbt::Dbt>("dbt")
-        .register::<airflow::AirflowDag>("airflow_dag");
+        .register::<airflow::AirflowDag>("airflow_dag")
+        .register::<sql::Sql>("sql");
     registry
 }

@@ -237,6 +237,8 @@ pub(super) fn check_params(
             );
         }
         Some(Ok(_)) => {}
+        // A templated string is the kind's to judge once rendered, at the attempt.
+        Some(Err(e)) if templated_at(params, &e.path) => {}
         Some(Err(e)) => {
             let span = match params_value {
                 Some(v) => {
@@ -263,6 +265,17 @@ pub(super) fn check_params(
             w.error(span, format!("{section}: {e}"));
         }
     }
+}
+
+/// Whether the param at `path` is, or holds, a templated string.
+fn templated_at(params: &serde_json::Value, path: &[String]) -> bool {
+    path.iter()
+        .try_fold(params, |v, seg| match v {
+            serde_json::Value::Object(m) => m.get(seg),
+            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        })
+        .is_some_and(crate::template::has_templates)
 }
 
 pub(super) fn check_dependencies(

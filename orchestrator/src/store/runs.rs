@@ -109,10 +109,11 @@ pub async fn create(
     run_type: RunType,
     conf: &Value,
 ) -> Result<Option<i64>> {
+    let params = crate::template::run_params(&dag.params, conf);
     let run_id: Option<i64> = sqlx::query_scalar!(
         "INSERT INTO setlist.dag_runs
-            (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6)
+            (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf, params)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)
          ON CONFLICT (dag_id, logical_date) DO NOTHING
          RETURNING id",
         dag.id,
@@ -121,6 +122,7 @@ pub async fn create(
         interval.end,
         run_type as RunType,
         conf,
+        params,
     )
     .fetch_optional(&mut *conn)
     .await?;

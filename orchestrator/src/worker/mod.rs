@@ -193,13 +193,12 @@ impl Worker {
         // templates are used as they are, at no cost.
         let templated = crate::template::has_templates(&c.params);
         let params = if templated {
-            let dag_params: Option<Value> = sqlx::query_scalar!(
-                "SELECT definition->'params' FROM setlist.dags WHERE dag_id = $1",
-                c.dag_id
+            let run_params: Value = sqlx::query_scalar!(
+                "SELECT params FROM setlist.dag_runs WHERE id = $1",
+                c.run_id
             )
-            .fetch_optional(&self.pool)
-            .await?
-            .flatten();
+            .fetch_one(&self.pool)
+            .await?;
             let context = crate::template::Context::new(
                 &c.dag_id,
                 c.run_id,
@@ -208,7 +207,7 @@ impl Worker {
                 c.logical_date,
                 (c.data_interval_start, c.data_interval_end),
                 &c.conf,
-                dag_params.as_ref().unwrap_or(&Value::Null),
+                &run_params,
                 &upstream_outputs,
             );
             match crate::template::render(&c.params, &context) {

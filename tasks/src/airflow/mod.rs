@@ -164,9 +164,15 @@ fn same_origin(a: &str, b: &str) -> bool {
 
 impl AirflowDag {
     fn api(&self, settings: &Settings) -> anyhow::Result<Api> {
-        let connection = match &self.connection {
-            Some(name) => Some(settings.connections.get(name, ConnectionKind::Http)?),
-            None => settings.connections.find("airflow", ConnectionKind::Http)?,
+        let connection = match (&self.connection, &self.url) {
+            (Some(name), _) => Some(settings.connections.get(name, ConnectionKind::Http)?),
+            (None, None) => settings.connections.find("airflow", ConnectionKind::Http)?,
+            // With its own URL, a task only borrows a fitting `airflow` connection's login.
+            (None, Some(_)) => settings
+                .connections
+                .find("airflow", ConnectionKind::Http)
+                .ok()
+                .flatten(),
         };
         let url = match (&self.url, connection) {
             (Some(u), _) => u.clone(),
