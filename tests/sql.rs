@@ -124,11 +124,13 @@ async fn statements_run_on_postgres_in_one_transaction_with_templates_and_rows_a
         output(&db, run, "read").await,
         json!({
             "statements": 1,
-            "rows_affected": 1,
+            "rows_affected": 2,
             "rows": [{ "id": 1, "day": "2026-03-01", "note": "a;b", "n": "1.50", "ok": true, "j": { "a": [1] }, "f": 2.5 }],
         })
     );
-    // In one transaction, the failing statement takes the insert before it along;
+    // rows_affected is what each statement reported: a SELECT its rows, both of them,
+    // though fetch keeps one. In one transaction, the failing statement takes the
+    // insert before it along;
     // statement by statement, the first one stays.
     assert_eq!(states["half"], "failed");
     assert!(
@@ -207,9 +209,9 @@ fn bad_sql_params_are_named_when_the_file_loads() {
     assert_eq!(
         errors,
         [
-            "bad.toml:6:16: task `a`: params.sql: must hold at least one statement",
+            "bad.toml:6:18: task `a`: params.sql: must hold at least one statement",
             "bad.toml:10:38: task `b`: params.fetch: must be at most 1000: the output is kept in the state store",
-            "bad.toml:14:42: task `c`: params.connection: no connection named `wh2` (defined: wh)",
+            "bad.toml:14:43: task `c`: params.connection: no connection named `wh2` (defined: wh)",
         ]
     );
 }

@@ -1,8 +1,8 @@
 //! `sql`: runs SQL statements against a `postgres` or `snowflake` connection (default:
 //! the warehouse), in one transaction unless told otherwise, like Airflow's
 //! SQLExecuteQueryOperator. Its output says how many statements ran and how many rows
-//! they changed, and, when asked (`fetch`), holds the first rows of the last statement
-//! as JSON. Templates in `sql` render first (`{{ ds }}`, `{{ params.table }}`, ...), as
+//! they reported (changed, or returned by a SELECT), and, when asked (`fetch`), holds
+//! the first rows of the last statement as JSON. Templates in `sql` render first (`{{ ds }}`, `{{ params.table }}`, ...), as
 //! in every param.
 
 mod postgres;
@@ -71,7 +71,8 @@ impl TaskConfig for Sql {
 pub struct Ran {
     /// Statements that ran.
     pub statements: usize,
-    /// Rows they inserted, updated or deleted.
+    /// The rows each statement reported: changed by INSERT, UPDATE, DELETE or MERGE,
+    /// returned by a SELECT (PostgreSQL's command tags).
     pub rows_affected: u64,
     /// The first rows of the last statement, each a JSON object by column name.
     pub rows: Vec<Value>,
