@@ -67,15 +67,17 @@ impl AppState {
 
     /// The active DAG named `dag_id`, or a 404 that says so.
     pub async fn dag(&self, dag_id: &str) -> Result<Dag, ApiError> {
-        self.dags().await?.get(dag_id).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "dag_not_found",
-                format!(
-                    "no DAG `{dag_id}` is loaded (see the DAGs page for files that do not load)"
-                ),
-            )
-        })
+        orchestrator::store::dags::active(&self.pool, dag_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "dag_not_found",
+                    format!(
+                        "no DAG `{dag_id}` is loaded (see the DAGs page for files that do not load)"
+                    ),
+                )
+            })
     }
 }
 

@@ -104,76 +104,101 @@ fn clamp(n: usize) -> i32 {
 }
 
 /// What the last parse found: the active DAGs by id, and the problems of the files
-/// that did not load. A definition this version cannot read (written by another
-/// version of Setlist) is reported as a problem of its file, never dropped silently.
+/// that did not load. One statement, so one snapshot of both tables and one round trip.
+/// A definition this version cannot read (written by another version of Setlist) is
+/// reported as a problem of its file, never dropped silently.
 pub async fn parsed(pool: &PgPool) -> Result<DagBag> {
-    // One snapshot for both tables, so a parse recorded in between is seen whole or not.
-    let mut tx = pool.begin().await?;
-    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let rows = sqlx::query!(
-        "SELECT dag_id, definition, file_path FROM setlist.dags
-         WHERE is_active ORDER BY dag_id"
+    let row = sqlx::query!(
+        r#"SELECT
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(dag_id, definition, file_path) ORDER BY dag_id), '[]')
+              FROM setlist.dags WHERE is_active) AS "dags!",
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(file_path, line, col, message)
+                                        ORDER BY file_path, line, col, message), '[]')
+              FROM setlist.dag_import_errors) AS "errors!""#
     )
-    .fetch_all(&mut *tx)
+    .fetch_one(pool)
     .await?;
+    let rows: Vec<(String, serde_json::Value, String)> =
+        serde_json::from_value(row.dags).map_err(|e| Error::Invalid(e.to_string()))?;
+    let errors: Vec<(String, i32, i32, String)> =
+        serde_json::from_value(row.errors).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut bag = DagBag {
         dags: Vec::with_capacity(rows.len()),
-        errors: import_errors(&mut *tx).await?,
+        errors: errors
+            .into_iter()
+            .map(|(file, line, col, message)| Diagnostic {
+                file: PathBuf::from(file),
+                line: line.max(1) as usize,
+                column: col.max(1) as usize,
+                message,
+            })
+            .collect(),
         unreadable: false,
     };
-    tx.commit().await?;
-    for row in rows {
-        match serde_json::from_value::<Dag>(row.definition) {
-            Ok(mut dag) => {
-                dag.file = PathBuf::from(row.file_path);
-                bag.dags.push(dag);
-            }
-            Err(e) => bag.errors.push(Diagnostic {
-                file: PathBuf::from(row.file_path),
-                line: 1,
-                column: 1,
-                message: format!(
-                    "the stored definition of DAG `{}` cannot be read by this version ({e}); \
-                     the scheduler stores it again at its next parse",
-                    row.dag_id
-                ),
-            }),
+    for (dag_id, definition, file_path) in rows {
+        match read(&dag_id, definition, &file_path) {
+            Ok(dag) => bag.dags.push(dag),
+            Err(problem) => bag.errors.push(problem),
         }
     }
     Ok(bag)
 }
 
-/// The active DAG named `id`, as the scheduler last parsed it.
-pub async fn get(pool: &PgPool, id: &str) -> Result<Dag> {
-    let bag = parsed(pool).await?;
-    bag.get(id).cloned().ok_or_else(|| {
-        let known: Vec<&str> = bag.dags.iter().map(|d| d.id.as_str()).collect();
-        Error::NotFound(format!(
-            "no DAG `{id}` in the state store (loaded: {}); a scheduler, or `setlist dags sync`, records the DAG folder's",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-        ))
-    })
+/// A stored definition as a [`Dag`], or the problem of its file that says why not.
+fn read(
+    dag_id: &str,
+    definition: serde_json::Value,
+    file_path: &str,
+) -> std::result::Result<Dag, Diagnostic> {
+    match serde_json::from_value::<Dag>(definition) {
+        Ok(mut dag) => {
+            dag.file = PathBuf::from(file_path);
+            Ok(dag)
+        }
+        Err(e) => Err(Diagnostic {
+            file: PathBuf::from(file_path),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the stored definition of DAG `{dag_id}` cannot be read by this version ({e}); \
+                 the scheduler stores it again at its next parse"
+            ),
+        }),
+    }
 }
 
-/// The problems of the files that did not load at the last parse, in file and line order.
-pub async fn import_errors(db: impl PgExecutor<'_>) -> Result<Vec<Diagnostic>> {
-    let rows = sqlx::query!(
-        "SELECT file_path, line, col, message FROM setlist.dag_import_errors
-         ORDER BY file_path, line, col, message"
+/// The active DAG named `id`, as the scheduler last parsed it (one query by id).
+pub async fn active(pool: &PgPool, id: &str) -> Result<Option<Dag>> {
+    let row = sqlx::query!(
+        "SELECT definition, file_path FROM setlist.dags WHERE dag_id = $1 AND is_active",
+        id
     )
-    .fetch_all(db)
+    .fetch_optional(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Diagnostic {
-            file: PathBuf::from(r.file_path),
-            line: r.line.max(1) as usize,
-            column: r.col.max(1) as usize,
-            message: r.message,
-        })
-        .collect())
+    match row {
+        None => Ok(None),
+        Some(r) => read(id, r.definition, &r.file_path)
+            .map(Some)
+            .map_err(|d| Error::Invalid(d.message)),
+    }
+}
+
+/// The active DAG named `id`, as the scheduler last parsed it; the error lists the DAGs
+/// there are.
+pub async fn get(pool: &PgPool, id: &str) -> Result<Dag> {
+    if let Some(dag) = active(pool, id).await? {
+        return Ok(dag);
+    }
+    let bag = parsed(pool).await?;
+    let known: Vec<&str> = bag.dags.iter().map(|d| d.id.as_str()).collect();
+    Err(Error::NotFound(format!(
+        "no DAG `{id}` in the state store (loaded: {}); a scheduler, or `setlist dags sync`, records the DAG folder's",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )))
 }
 
 /// Pauses or unpauses a DAG. A paused DAG gets no new scheduled runs and none of its
