@@ -13,8 +13,9 @@ mod error;
 mod metrics;
 mod pages;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -47,7 +48,12 @@ pub struct AppState {
     pub warehouse: PgPool,
     /// How the server runs.
     pub config: Arc<WebConfig>,
+    /// The DAGs read from the store, by id, with the digest of the definition read.
+    dag_cache: Arc<Mutex<DagCache>>,
 }
+
+/// DAG id -> (the definition's digest, the DAG).
+type DagCache = HashMap<String, (String, Arc<Dag>)>;
 
 impl AppState {
     /// The state every handler gets.
@@ -56,13 +62,56 @@ impl AppState {
             pool,
             warehouse,
             config: Arc::new(config),
+            dag_cache: Arc::default(),
         }
     }
 
     /// The DAGs as the scheduler last parsed them, and the problems of the files that
     /// did not load. The web server never reads the DAG folder: one folder, one parser.
+    /// A request asks the store for the ids and digests only; a definition is read and
+    /// parsed again only when its digest changed.
     pub async fn dags(&self) -> Result<DagBag, ApiError> {
-        Ok(orchestrator::store::dags::parsed(&self.pool).await?)
+        use orchestrator::store::dags;
+        let (index, errors) = dags::index(&self.pool).await?;
+        let stale: Vec<&(String, String)> = {
+            let cache = self.dag_cache.lock().unwrap_or_else(|e| e.into_inner());
+            index
+                .iter()
+                .filter(|(id, hash)| cache.get(id).is_none_or(|(seen, _)| seen != hash))
+                .collect()
+        };
+        let mut fresh = Vec::new();
+        let mut errors = errors;
+        for (id, hash) in stale {
+            match dags::active(&self.pool, id).await {
+                Ok(Some(dag)) => fresh.push((id.clone(), hash.clone(), dag)),
+                Ok(None) => {}
+                // A definition this version cannot read is a problem to show, not a 500.
+                Err(orchestrator::Error::Invalid(message)) => {
+                    errors.push(orchestrator::Diagnostic {
+                        file: format!("DAG {id}").into(),
+                        line: 1,
+                        column: 1,
+                        message,
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut cache = self.dag_cache.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, hash, dag) in fresh {
+            cache.insert(id, (hash, Arc::new(dag)));
+        }
+        cache.retain(|id, _| index.iter().any(|(i, _)| i == id));
+        let dags = index
+            .iter()
+            .filter_map(|(id, _)| cache.get(id).map(|(_, d)| Dag::clone(d)))
+            .collect();
+        Ok(DagBag {
+            dags,
+            errors,
+            unreadable: false,
+        })
     }
 
     /// The active DAG named `dag_id`, or a 404 that says so.

@@ -120,19 +120,9 @@ pub async fn parsed(pool: &PgPool) -> Result<DagBag> {
     .await?;
     let rows: Vec<(String, serde_json::Value, String)> =
         serde_json::from_value(row.dags).map_err(|e| Error::Invalid(e.to_string()))?;
-    let errors: Vec<(String, i32, i32, String)> =
-        serde_json::from_value(row.errors).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut bag = DagBag {
         dags: Vec::with_capacity(rows.len()),
-        errors: errors
-            .into_iter()
-            .map(|(file, line, col, message)| Diagnostic {
-                file: PathBuf::from(file),
-                line: line.max(1) as usize,
-                column: col.max(1) as usize,
-                message,
-            })
-            .collect(),
+        errors: diagnostics(row.errors)?,
         unreadable: false,
     };
     for (dag_id, definition, file_path) in rows {
@@ -165,6 +155,39 @@ fn read(
             ),
         }),
     }
+}
+
+/// The active DAGs' ids with the digest of their definitions, and the load problems:
+/// what a reader that keeps parsed DAGs needs to know whether they are still current.
+/// One statement, one snapshot.
+pub async fn index(pool: &PgPool) -> Result<(Vec<(String, String)>, Vec<Diagnostic>)> {
+    let row = sqlx::query!(
+        r#"SELECT
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(dag_id, definition_hash) ORDER BY dag_id), '[]')
+              FROM setlist.dags WHERE is_active) AS "dags!",
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(file_path, line, col, message)
+                                        ORDER BY file_path, line, col, message), '[]')
+              FROM setlist.dag_import_errors) AS "errors!""#
+    )
+    .fetch_one(pool)
+    .await?;
+    let dags: Vec<(String, String)> =
+        serde_json::from_value(row.dags).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok((dags, diagnostics(row.errors)?))
+}
+
+fn diagnostics(errors: serde_json::Value) -> Result<Vec<Diagnostic>> {
+    let errors: Vec<(String, i32, i32, String)> =
+        serde_json::from_value(errors).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(errors
+        .into_iter()
+        .map(|(file, line, col, message)| Diagnostic {
+            file: PathBuf::from(file),
+            line: line.max(1) as usize,
+            column: col.max(1) as usize,
+            message,
+        })
+        .collect())
 }
 
 /// The active DAG named `id`, as the scheduler last parsed it (one query by id).
