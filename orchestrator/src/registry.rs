@@ -58,6 +58,14 @@ pub trait TaskConfig: Task + DeserializeOwned + 'static {
     }
 }
 
+/// What [`TaskConfig::connections`] returns for a kind whose one `connection` param
+/// names a connection, if it is set.
+pub fn connection_param(name: Option<&String>) -> Vec<(&'static str, String)> {
+    name.map(|n| ("connection", n.clone()))
+        .into_iter()
+        .collect()
+}
+
 type Build = Box<
     dyn Fn(&Value) -> Result<(Box<dyn Task>, Vec<(&'static str, String)>), ParamError>
         + Send

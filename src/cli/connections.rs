@@ -35,12 +35,7 @@ pub async fn run(ctx: &Ctx, command: ConnectionsCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         ConnectionsCommand::Test { name } => {
-            let connection = connections.iter().find(|c| c.name == name).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no connection named `{name}` (defined: {})",
-                    connections.names()
-                )
-            })?;
+            let connection = connections.named(&name)?;
             // An S3 connection with no bucket of its own lists the store's.
             let store = &ctx.config().store.url;
             let bucket = store

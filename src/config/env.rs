@@ -127,6 +127,13 @@ pub(super) fn environment(vars: &[(String, String)]) -> anyhow::Result<Vec<Layer
     Ok(layers)
 }
 
+/// The value of the variable `name` in `vars`, unless it is unset or empty.
+pub(super) fn var(vars: &[(String, String)], name: &str) -> Option<String> {
+    vars.iter()
+        .find(|(n, v)| n == name && !v.is_empty())
+        .map(|(_, v)| v.clone())
+}
+
 /// `SETLIST_CONN_NAME=URL` defines the connection `name` (lower case), as
 /// `AIRFLOW_CONN_NAME` does in Airflow.
 const CONN_PREFIX: &str = "CONN_";
@@ -153,11 +160,7 @@ pub(super) struct OlderConnection {
 /// variables object_store read as `s3`. The configuration adds each only where neither
 /// the file nor a SETLIST_CONN_ variable defines a connection of that name.
 pub(super) fn older_connections(vars: &[(String, String)]) -> Vec<OlderConnection> {
-    let get = |name: &str| {
-        vars.iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| var(vars, name);
     let enc = |s: &str| percent_encoding::utf8_percent_encode(s, COMPONENT).to_string();
     let layer = |name: &str, field: &str, value: String, from: &str| {
         Layer::new(
@@ -299,11 +302,7 @@ fn is_tooling(rest: &str) -> bool {
 /// SETLIST_WAREHOUSE_URL is not: the loader, dbt and the pages then share that
 /// warehouse, as the profile alone used to mean for dbt.
 fn profile_warehouse(vars: &[(String, String)]) -> Option<Layer> {
-    let get = |name: &str| {
-        vars.iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| var(vars, name);
     let parts =
         ["HOST", "PORT", "USER", "PASSWORD", "DB"].map(|p| get(&format!("SETLIST_WAREHOUSE_{p}")));
     if get("SETLIST_WAREHOUSE_URL").is_some() || parts.iter().all(Option::is_none) {

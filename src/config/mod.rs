@@ -383,11 +383,7 @@ fn resolve_connections(
     figment: &Figment,
     from_older: &[&str],
 ) -> anyhow::Result<Connections> {
-    let var = |name: &str| {
-        vars.iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
+    let var = |name: &str| env::var(vars, name);
     let mut resolved = Vec::new();
     let mut problems = Vec::new();
     for (name, settings) in &config.connections {

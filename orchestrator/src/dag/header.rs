@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::walk::{Walker, to_json};
+use super::walk::Walker;
 use crate::schedule::Schedule;
 
 pub(super) const DAG_KEYS: &[&str] = &[
@@ -109,20 +109,7 @@ pub(super) fn read_dag_header(w: &mut Walker<'_>, t: &DeTable<'_>) -> Option<Hea
         .strings(t, "triggered_by", S)
         .map(|v| v.into_iter().map(|s| s.0).collect())
         .unwrap_or_default();
-    let params = match t.get("params") {
-        Some(v) if !v.get_ref().is_table() => {
-            w.error(
-                v.span(),
-                format!(
-                    "`params` in [dag] must be a table, found {}",
-                    v.get_ref().type_str()
-                ),
-            );
-            serde_json::Value::Object(Default::default())
-        }
-        Some(v) => to_json(v.get_ref()),
-        None => serde_json::Value::Object(Default::default()),
-    };
+    let params = w.params_table(t, S);
     Some(Header {
         params,
         triggered_by,

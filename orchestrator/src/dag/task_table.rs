@@ -8,7 +8,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::header::is_valid_id;
-use super::walk::{At, Walker, key_span, span_of_path, to_json};
+use super::walk::{At, Walker, key_span, span_of_path};
 use super::{Diagnostic, RetryPolicy, TaskSpec, cycle};
 use crate::registry::Registry;
 use crate::trigger_rule::TriggerRule;
@@ -151,20 +151,7 @@ pub(super) fn read_tasks(
             None => TriggerRule::default(),
         };
         let params_value = t.get("params");
-        let params = match params_value {
-            Some(v) if !v.get_ref().is_table() => {
-                w.error(
-                    v.span(),
-                    format!(
-                        "`params` in {section} must be a table, found {}",
-                        v.get_ref().type_str()
-                    ),
-                );
-                serde_json::Value::Object(Default::default())
-            }
-            Some(v) => to_json(v.get_ref()),
-            None => serde_json::Value::Object(Default::default()),
-        };
+        let params = w.params_table(t, &section);
         let overrides = read_retry(w, t, &section, defaults);
 
         if let Some((kind, span)) = &kind {

@@ -79,6 +79,25 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The `params` table of `table` as JSON: an empty object when absent, and
+    /// a diagnostic (and an empty object) when it is not a table.
+    pub fn params_table(&mut self, table: &DeTable<'_>, section: &str) -> serde_json::Value {
+        match table.get("params") {
+            Some(v) if !v.get_ref().is_table() => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "`params` in {section} must be a table, found {}",
+                        v.get_ref().type_str()
+                    ),
+                );
+                serde_json::Value::Object(Default::default())
+            }
+            Some(v) => to_json(v.get_ref()),
+            None => serde_json::Value::Object(Default::default()),
+        }
+    }
+
     /// The string at `key`, or a diagnostic if it holds another type.
     pub fn string(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<String>> {
         self.typed(table, key, section, "a string", |v| {

@@ -147,10 +147,7 @@ impl TaskConfig for AirflowDag {
     }
 
     fn connections(&self) -> Vec<(&'static str, String)> {
-        self.connection
-            .iter()
-            .map(|c| ("connection", c.clone()))
-            .collect()
+        orchestrator::registry::connection_param(self.connection.as_ref())
     }
 }
 

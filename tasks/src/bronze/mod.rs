@@ -77,10 +77,7 @@ fn default_max_objects() -> i64 {
 
 impl TaskConfig for LoadBronze {
     fn connections(&self) -> Vec<(&'static str, String)> {
-        self.connection
-            .iter()
-            .map(|c| ("connection", c.clone()))
-            .collect()
+        orchestrator::registry::connection_param(self.connection.as_ref())
     }
 }
 

@@ -506,15 +506,20 @@ impl Connections {
         self.0.values()
     }
 
-    /// The connection `name`, which must be of `kind`; the error names what there is.
-    pub fn get(&self, name: &str, kind: ConnectionKind) -> anyhow::Result<&Connection> {
-        let connection = self.0.get(name).with_context(|| {
+    /// The connection `name`, of whatever kind; the error names what there is.
+    pub fn named(&self, name: &str) -> anyhow::Result<&Connection> {
+        self.0.get(name).with_context(|| {
             format!(
                 "no connection named `{name}` (defined: {}); add [connections.{name}] to setlist.toml or set SETLIST_CONN_{}",
                 self.names(),
                 name.to_uppercase()
             )
-        })?;
+        })
+    }
+
+    /// The connection `name`, which must be of `kind`; the error names what there is.
+    pub fn get(&self, name: &str, kind: ConnectionKind) -> anyhow::Result<&Connection> {
+        let connection = self.named(name)?;
         if connection.kind != kind {
             bail!(
                 "connection `{name}` is a {} connection, not the {kind} connection this needs",

@@ -59,10 +59,7 @@ impl TaskConfig for Sql {
     }
 
     fn connections(&self) -> Vec<(&'static str, String)> {
-        self.connection
-            .iter()
-            .map(|c| ("connection", c.clone()))
-            .collect()
+        orchestrator::registry::connection_param(self.connection.as_ref())
     }
 }
 
@@ -119,16 +116,7 @@ impl Sql {
                 }
             });
         };
-        let connection = settings
-            .connections
-            .iter()
-            .find(|c| &c.name == name)
-            .with_context(|| {
-                format!(
-                    "no connection named `{name}` (defined: {})",
-                    settings.connections.names()
-                )
-            })?;
+        let connection = settings.connections.named(name)?;
         match connection.kind {
             ConnectionKind::Postgres => {
                 let url = connection.postgres_url();
