@@ -14,7 +14,8 @@ eval "$(scripts/schemathesis.sh)"
 eval "$(scripts/chromium.sh)"
 eval "$(scripts/airflow.sh)"
 eval "$(scripts/sqlx.sh)"
-export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT SETLIST_SCHEMATHESIS SETLIST_CHROMIUM SETLIST_CHROMEDRIVER SETLIST_AIRFLOW
+eval "$(scripts/smtp.sh)"
+export DATABASE_URL SETLIST_TEST_DATABASE_URL SETLIST_KAFKA_BROKERS SETLIST_DBT SETLIST_SCHEMATHESIS SETLIST_CHROMIUM SETLIST_CHROMEDRIVER SETLIST_AIRFLOW SETLIST_SMTP SETLIST_SMTP_MAILDIR
 
 # Each test makes its own database named setlist_t_*; drop the ones earlier runs left,
 # also when a process an earlier run left behind is still connected (PostgreSQL 13+).

@@ -10,42 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use common::{TestDb, dag, drain, states};
+use common::{TestDb, dag, drain, error, output, states, worker_with};
 use orchestrator::worker::{Worker, WorkerConfig};
 use orchestrator::{DbUrl, Resources};
 use serde_json::{Value, json};
 use tasks::connection::{ConnectionSettings, Connections};
 use tasks::settings::Settings;
-
-/// A worker whose attempts get `connections` (each `name = URL`).
-async fn worker_with(db: &TestDb, connections: &[(&str, String)]) -> Worker {
-    let connections = Connections::new(connections.iter().map(|(name, url)| {
-        ConnectionSettings::from_url(url.clone())
-            .resolve(name, &|_| None)
-            .unwrap()
-    }));
-    let names: Vec<String> = connections.iter().map(|c| c.name.clone()).collect();
-    let settings = Settings::new(
-        Default::default(),
-        Default::default(),
-        Default::default(),
-        Default::default(),
-        connections,
-        DbUrl::new(db.url.clone()),
-        db.pool.clone(),
-    );
-    let registry = Arc::new(tasks::registry().with_connections(names));
-    Worker::register(
-        db.pool.clone(),
-        registry,
-        WorkerConfig {
-            resources: Resources::new().with(settings),
-            ..WorkerConfig::default()
-        },
-    )
-    .await
-    .unwrap()
-}
 
 async fn run_once(db: &TestDb, w: &Worker, toml: &str) -> (i64, BTreeMap<String, String>) {
     let d = dag(toml);
@@ -56,29 +26,6 @@ async fn run_once(db: &TestDb, w: &Worker, toml: &str) -> (i64, BTreeMap<String,
     common::start_runs(&db.pool).await;
     drain(w).await;
     (run, states(&db.pool, run).await)
-}
-
-async fn output(db: &TestDb, run: i64, task: &str) -> Value {
-    sqlx::query_scalar(
-        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
-    )
-    .bind(run)
-    .bind(task)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
-}
-
-async fn error(db: &TestDb, run: i64, task: &str) -> String {
-    sqlx::query_scalar(
-        "SELECT a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id
-         WHERE t.run_id = $1 AND t.task_id = $2",
-    )
-    .bind(run)
-    .bind(task)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -23,4 +23,4 @@ pub use registry::{ParamError, Registry, TaskConfig};
 pub use resources::Resources;
 pub use secret::{DbUrl, Secret};
 pub use state::{AttemptState, FailureReason, RunState, TaskState, WorkerState};
-pub use task::{LogSink, LogStream, Task, TaskContext};
+pub use task::{Downstream, Fatal, LogSink, LogStream, PokeAgain, Task, TaskContext};

@@ -46,6 +46,11 @@ impl fmt::Display for ParamError {
 /// A task kind's config struct: deserialised from `params` (use
 /// `#[serde(deny_unknown_fields)]`), then checked by `validate`, then run.
 pub trait TaskConfig: Task + DeserializeOwned + 'static {
+    /// Params that name a file to read when the DAG is loaded, relative to the DAG
+    /// file, each with the param its text goes into (`("file", "sql")`): the text is
+    /// stored with the DAG, so a worker needs no copy of the DAG folder.
+    const INLINE_FILES: &'static [(&'static str, &'static str)] = &[];
+
     /// Checks that serde cannot express (an empty command, a negative rate).
     fn validate(&self) -> Result<(), ParamError> {
         Ok(())
@@ -76,6 +81,7 @@ type Build = Box<
 #[derive(Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Build>,
+    inline_files: BTreeMap<&'static str, &'static [(&'static str, &'static str)]>,
     /// The connections the configuration defines; `None`: not checked (a registry
     /// built without a configuration, as in unit tests).
     connections: Option<BTreeSet<String>>,
@@ -95,6 +101,7 @@ impl Registry {
 
     /// Registers `T` under `kind`; a later registration of the same name replaces it.
     pub fn register<T: TaskConfig>(&mut self, kind: &'static str) -> &mut Self {
+        self.inline_files.insert(kind, T::INLINE_FILES);
         self.kinds.insert(
             kind,
             Box::new(|params: &Value| {
@@ -123,6 +130,12 @@ impl Registry {
     /// Whether `kind` is registered, so DAG loading can reject unknown kinds early.
     pub fn contains(&self, kind: &str) -> bool {
         self.kinds.contains_key(kind)
+    }
+
+    /// The params of `kind` that name a file read at load time, with the param each
+    /// file's text goes into ([`TaskConfig::INLINE_FILES`]).
+    pub fn inline_files(&self, kind: &str) -> &'static [(&'static str, &'static str)] {
+        self.inline_files.get(kind).copied().unwrap_or_default()
     }
 
     /// The registered names, sorted.

@@ -10,8 +10,9 @@
 //! ```text
 //! scheduled -> queued -> running -> success
 //!     |                     |-----> up_for_retry -> running ...
+//!     |                     |-----> waiting -> running ...   (a wait pokes again later)
 //!     |                     '-----> failed
-//!     '-> upstream_failed | skipped            (decided by the trigger rule)
+//!     '-> upstream_failed | skipped   (decided by the trigger rule, a branch or a short circuit)
 //! any state but running -> scheduled (clear) | success | failed (mark)   by a person
 //! ```
 
@@ -40,8 +41,12 @@ pub enum TaskState {
     UpForRetry,
     /// Its trigger rule can no longer be met because an upstream task failed.
     UpstreamFailed,
-    /// Its trigger rule chose not to run it (an upstream task was skipped).
+    /// Its trigger rule chose not to run it (an upstream task was skipped), or a
+    /// branch or short circuit above it did.
     Skipped,
+    /// A wait (sensor) that found its condition unmet: it holds no worker slot and is
+    /// claimed again when its next poke is due at `retry_at`, in the same try.
+    Waiting,
 }
 
 /// Who makes a move.
@@ -70,6 +75,9 @@ pub const TASK_TRANSITIONS: &[(TaskState, TaskState, Actor)] = &[
     (Running, Success, Engine),
     (Running, Failed, Engine),
     (Running, UpForRetry, Engine),
+    // A wait releases its worker until the next poke, which a worker claims.
+    (Running, Waiting, Engine),
+    (Waiting, Running, Engine),
     // Clear: run it again.
     (Scheduled, Scheduled, Person),
     (Queued, Scheduled, Person),
@@ -78,6 +86,7 @@ pub const TASK_TRANSITIONS: &[(TaskState, TaskState, Actor)] = &[
     (Failed, Scheduled, Person),
     (UpstreamFailed, Scheduled, Person),
     (Skipped, Scheduled, Person),
+    (Waiting, Scheduled, Person),
     // Mark: set the outcome by hand (a running task must be cancelled first).
     (Scheduled, Success, Person),
     (Queued, Success, Person),
@@ -86,6 +95,7 @@ pub const TASK_TRANSITIONS: &[(TaskState, TaskState, Actor)] = &[
     (Failed, Success, Person),
     (UpstreamFailed, Success, Person),
     (Skipped, Success, Person),
+    (Waiting, Success, Person),
     (Scheduled, Failed, Person),
     (Queued, Failed, Person),
     (UpForRetry, Failed, Person),
@@ -93,11 +103,12 @@ pub const TASK_TRANSITIONS: &[(TaskState, TaskState, Actor)] = &[
     (Failed, Failed, Person),
     (UpstreamFailed, Failed, Person),
     (Skipped, Failed, Person),
+    (Waiting, Failed, Person),
 ];
 
 impl TaskState {
     /// Every state, in the order of the enum.
-    pub const ALL: [TaskState; 8] = [
+    pub const ALL: [TaskState; 9] = [
         Scheduled,
         Queued,
         Running,
@@ -106,6 +117,7 @@ impl TaskState {
         UpForRetry,
         UpstreamFailed,
         Skipped,
+        Waiting,
     ];
 
     /// The name the database and the API use.
@@ -119,6 +131,7 @@ impl TaskState {
             UpForRetry => "up_for_retry",
             UpstreamFailed => "upstream_failed",
             Skipped => "skipped",
+            Waiting => "waiting",
         }
     }
 
@@ -225,6 +238,8 @@ pub enum AttemptState {
     Success,
     /// It failed; [`FailureReason`] says how.
     Failed,
+    /// A wait's poke found its condition unmet; the next poke continues this attempt.
+    Waiting,
 }
 
 impl AttemptState {
@@ -234,6 +249,7 @@ impl AttemptState {
             AttemptState::Running => "running",
             AttemptState::Success => "success",
             AttemptState::Failed => "failed",
+            AttemptState::Waiting => "waiting",
         }
     }
 }
@@ -278,8 +294,8 @@ pub enum FailureReason {
     WorkerLost,
     /// An upstream task failed, so its trigger rule can never be met.
     UpstreamFailed,
-    /// The task could not be built (unknown kind, params the kind rejects): a retry
-    /// would fail the same way.
+    /// The task could not be built (unknown kind, params the kind rejects), or it
+    /// said a retry would fail the same way ([`crate::task::Fatal`]).
     Invalid,
 }
 
@@ -335,17 +351,17 @@ mod tests {
         );
         assert_eq!(
             TaskState::unfinished(),
-            vec![Scheduled, Queued, Running, UpForRetry]
+            vec![Scheduled, Queued, Running, UpForRetry, Waiting]
         );
     }
 
     #[test]
-    fn workers_claim_queued_tasks_and_due_retries_only() {
+    fn workers_claim_queued_tasks_due_retries_and_due_pokes_only() {
         let claimable: Vec<_> = TaskState::ALL
             .into_iter()
             .filter(|s| s.is_claimable())
             .collect();
-        assert_eq!(claimable, vec![Queued, UpForRetry]);
+        assert_eq!(claimable, vec![Queued, UpForRetry, Waiting]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The contract between the engine and the code a task runs.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,7 +19,43 @@ pub trait Task: Send + Sync {
     /// Runs one attempt. The returned JSON becomes the task's output, which its
     /// downstream tasks read from [`TaskContext::upstream_outputs`]. A task should
     /// return soon after `ctx.cancel` fires; the worker drops it after a grace period.
+    ///
+    /// Two errors mean more than a failure: [`PokeAgain`] (a wait whose condition is
+    /// unmet: the task releases its worker and is claimed again later) and [`Fatal`]
+    /// (a failure a retry would not cure: it is not retried).
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value>;
+}
+
+/// Returned by a wait (sensor) whose condition is not met yet: the worker ends the
+/// poke, the task instance becomes `waiting` and holds no worker slot, and a worker
+/// claims it again at `at`, in the same try (Airflow's reschedule mode).
+#[derive(Debug, thiserror::Error)]
+#[error("not yet ({what}); poking again at {at}")]
+pub struct PokeAgain {
+    /// When the next poke is due.
+    pub at: DateTime<Utc>,
+    /// What the poke found, for the attempt's log.
+    pub what: String,
+}
+
+/// A failure that a retry would meet again (a 404, a malformed request): the task
+/// fails at once, whatever retries it has left.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+/// Which of its downstream tasks a task that succeeded lets run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Downstream {
+    /// All of them, as their trigger rules decide (the usual case).
+    #[default]
+    All,
+    /// Only these direct downstream tasks; the other direct downstream tasks are
+    /// skipped, and their trigger rules carry the skip further (a branch).
+    Only(Vec<String>),
+    /// None: every task below it is skipped, whatever its trigger rule (a short
+    /// circuit).
+    None,
 }
 
 /// Everything an attempt knows about the run it belongs to.
@@ -38,6 +75,8 @@ pub struct TaskContext {
     pub data_interval_end: DateTime<Utc>,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub try_number: i32,
+    /// When this try began: for a wait, its first poke (a wait's timeout counts from it).
+    pub try_started_at: DateTime<Utc>,
     /// The task's `params` table, as JSON.
     pub params: Value,
     /// The run's JSON conf, given at trigger time (`{}` for scheduled runs).
@@ -50,6 +89,9 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
     /// Settings and shared clients the worker's process handed down.
     pub resources: Resources,
+    /// Which downstream tasks run after a success; set by [`TaskContext::follow_only`]
+    /// and [`TaskContext::skip_downstream`].
+    pub downstream: Mutex<Downstream>,
 }
 
 impl TaskContext {
@@ -66,13 +108,27 @@ impl TaskContext {
             data_interval_start: now,
             data_interval_end: now,
             try_number: 1,
+            try_started_at: now,
             params: Value::Object(Default::default()),
             conf: Value::Object(Default::default()),
             upstream_outputs: BTreeMap::new(),
             log,
             cancel,
             resources: Resources::new(),
+            downstream: Mutex::new(Downstream::All),
         }
+    }
+
+    /// Lets only `ids` of the direct downstream tasks run after this attempt succeeds
+    /// (a branch); the worker fails the attempt if one of them is not a direct
+    /// downstream task.
+    pub fn follow_only(&self, ids: Vec<String>) {
+        *self.downstream.lock().expect("not poisoned") = Downstream::Only(ids);
+    }
+
+    /// Skips every task below this one after it succeeds (a short circuit).
+    pub fn skip_downstream(&self) {
+        *self.downstream.lock().expect("not poisoned") = Downstream::None;
     }
 
     /// This context with `resources`.

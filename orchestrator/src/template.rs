@@ -183,6 +183,27 @@ fn date(value: String, format: Option<String>, timezone: Option<String>) -> Resu
     Ok(out)
 }
 
+/// Whether the Jinja expression `expression` (no braces: `response.json.state ==
+/// "done"`, `rows > 0`) is true of `vars`, with Jinja's idea of truth and undefined
+/// names an error. Used by conditions that look at what a task received (a
+/// response, a query's first row), which the run's templates cannot see.
+pub fn holds(expression: &str, vars: &Value) -> Result<bool, String> {
+    let compiled = ENV
+        .compile_expression(expression)
+        .map_err(|e| format!("the expression {expression:?}: {}", describe(&e)))?;
+    let value = compiled
+        .eval(minijinja::Value::from(minijinja::value::Serde(vars)))
+        .map_err(|e| format!("the expression {expression:?}: {}", describe(&e)))?;
+    Ok(value.is_true())
+}
+
+/// Checks the syntax of a Jinja expression, for a kind's `validate`.
+pub fn check_expression(expression: &str) -> Result<(), String> {
+    ENV.compile_expression(expression)
+        .map(|_| ())
+        .map_err(|e| format!("the expression {expression:?}: {}", describe(&e)))
+}
+
 /// Whether `s` holds template syntax.
 pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
@@ -333,6 +354,17 @@ fn check_one(source: &str, dag_params: &Value, upstream: &[String]) -> Result<()
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_expression_is_judged_over_what_a_task_received() {
+        let vars = serde_json::json!({ "response": { "status": 200, "json": { "state": "done", "n": 3 } } });
+        assert!(super::holds("response.json.state == 'done'", &vars).unwrap());
+        assert!(super::holds("response.json.n > 2 and response.status == 200", &vars).unwrap());
+        assert!(!super::holds("response.json.n > 5", &vars).unwrap());
+        let e = super::holds("response.json.missing == 1", &vars).unwrap_err();
+        assert!(e.contains("undefined"), "{e}");
+        assert!(super::check_expression("a ==").is_err());
+    }
+
     use chrono::TimeZone;
     use serde_json::json;
 

@@ -17,16 +17,31 @@ pub enum TriggerRule {
     OneSuccess,
     /// No upstream failed (skipped ones are fine).
     NoneFailed,
+    /// No upstream failed and at least one succeeded: the join after a branch.
+    NoneFailedMinOneSuccess,
+    /// Every upstream failed (or could not run because its own upstream failed).
+    AllFailed,
+    /// Every upstream finished and none was skipped.
+    NoneSkipped,
+    /// Every upstream was skipped.
+    AllSkipped,
+    /// Runs at once, whatever its upstream tasks do (they only order the graph).
+    Always,
 }
 
 impl TriggerRule {
     /// The names DAG files may write in `trigger_rule`, for error messages that list them.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 10] = [
         "all_success",
         "all_done",
         "one_failed",
         "one_success",
         "none_failed",
+        "none_failed_min_one_success",
+        "all_failed",
+        "none_skipped",
+        "all_skipped",
+        "always",
     ];
 
     /// The rule a DAG file names, or `None` so the loader can report a bad name.
@@ -42,6 +57,11 @@ impl TriggerRule {
             TriggerRule::OneFailed => "one_failed",
             TriggerRule::OneSuccess => "one_success",
             TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::NoneSkipped => "none_skipped",
+            TriggerRule::AllSkipped => "all_skipped",
+            TriggerRule::Always => "always",
         }
     }
 
@@ -100,6 +120,45 @@ impl TriggerRule {
                     Decision::Wait
                 }
             }
+            TriggerRule::NoneFailedMinOneSuccess => {
+                if failed > 0 {
+                    Decision::UpstreamFailed
+                } else if !all_done {
+                    Decision::Wait
+                } else if up.success > 0 || up.total == 0 {
+                    Decision::Ready
+                } else {
+                    Decision::Skip
+                }
+            }
+            TriggerRule::AllFailed => {
+                if up.success + up.skipped > 0 {
+                    Decision::Skip
+                } else if all_done {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::NoneSkipped => {
+                if up.skipped > 0 {
+                    Decision::Skip
+                } else if all_done {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::AllSkipped => {
+                if up.success + failed > 0 {
+                    Decision::Skip
+                } else if all_done {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
+            TriggerRule::Always => Decision::Ready,
         }
     }
 }
@@ -199,6 +258,47 @@ mod tests {
         for name in TriggerRule::NAMES {
             assert_eq!(TriggerRule::parse(name).unwrap().as_str(), name);
         }
-        assert!(TriggerRule::parse("always").is_none());
+        assert!(TriggerRule::parse("whenever").is_none());
+    }
+
+    #[test]
+    fn the_join_after_a_branch_needs_one_success_and_no_failure() {
+        let rule = TriggerRule::NoneFailedMinOneSuccess;
+        assert_eq!(rule.decide(counts(2, 1, 0, 0)), Decision::Wait);
+        assert_eq!(rule.decide(counts(2, 1, 0, 1)), Decision::Ready);
+        assert_eq!(rule.decide(counts(2, 0, 0, 2)), Decision::Skip);
+        assert_eq!(rule.decide(counts(2, 1, 1, 0)), Decision::UpstreamFailed);
+    }
+
+    #[test]
+    fn all_failed_none_skipped_all_skipped_and_always() {
+        assert_eq!(
+            TriggerRule::AllFailed.decide(counts(2, 0, 2, 0)),
+            Decision::Ready
+        );
+        assert_eq!(
+            TriggerRule::AllFailed.decide(counts(2, 1, 0, 0)),
+            Decision::Skip
+        );
+        assert_eq!(
+            TriggerRule::NoneSkipped.decide(counts(2, 1, 1, 0)),
+            Decision::Ready
+        );
+        assert_eq!(
+            TriggerRule::NoneSkipped.decide(counts(2, 0, 0, 1)),
+            Decision::Skip
+        );
+        assert_eq!(
+            TriggerRule::AllSkipped.decide(counts(2, 0, 0, 2)),
+            Decision::Ready
+        );
+        assert_eq!(
+            TriggerRule::AllSkipped.decide(counts(2, 1, 0, 0)),
+            Decision::Skip
+        );
+        assert_eq!(
+            TriggerRule::Always.decide(counts(3, 0, 0, 0)),
+            Decision::Ready
+        );
     }
 }

@@ -7,31 +7,63 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use orchestrator::{LogStream, TaskContext};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
+
+/// How a child process ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its last line on stdout.
+    pub last_line: Option<String>,
+    /// Its last line on stdout that was JSON, parsed.
+    pub last_json: Option<Value>,
+}
 
 async fn forward(
     reader: impl AsyncRead + Unpin,
     ctx: &TaskContext,
     stream: LogStream,
-) -> Option<String> {
+) -> (Option<String>, Option<Value>) {
     let mut lines = BufReader::new(reader).lines();
-    let mut last = None;
+    let (mut last, mut last_json) = (None, None);
     while let Ok(Some(line)) = lines.next_line().await {
-        ctx.log.write(stream, line.clone());
         if stream == LogStream::Stdout {
+            if let Ok(json) = serde_json::from_str::<Value>(&line) {
+                last_json = Some(json);
+            }
+            ctx.log.write(stream, line.clone());
             last = Some(line);
+        } else {
+            ctx.log.write(stream, line);
         }
     }
-    last
+    (last, last_json)
 }
 
-/// Runs `cmd` to its end; returns its exit status and last stdout line.
-pub async fn run_logged(
-    mut cmd: Command,
-    ctx: &TaskContext,
-    what: &str,
-) -> anyhow::Result<(ExitStatus, Option<String>)> {
+/// Hands the run's context to a child process as SETLIST_* variables: the DAG, run,
+/// task and try, the logical date and data interval (RFC 3339) and the conf (JSON).
+pub fn context_env(cmd: &mut Command, ctx: &TaskContext) {
+    cmd.env("SETLIST_DAG_ID", &ctx.dag_id)
+        .env("SETLIST_RUN_ID", ctx.run_id.to_string())
+        .env("SETLIST_TASK_ID", &ctx.task_id)
+        .env("SETLIST_TRY_NUMBER", ctx.try_number.to_string())
+        .env("SETLIST_LOGICAL_DATE", ctx.logical_date.to_rfc3339())
+        .env(
+            "SETLIST_DATA_INTERVAL_START",
+            ctx.data_interval_start.to_rfc3339(),
+        )
+        .env(
+            "SETLIST_DATA_INTERVAL_END",
+            ctx.data_interval_end.to_rfc3339(),
+        )
+        .env("SETLIST_CONF", ctx.conf.to_string());
+}
+
+/// Runs `cmd` to its end; returns how it ended.
+pub async fn run_logged(mut cmd: Command, ctx: &TaskContext, what: &str) -> anyhow::Result<Ended> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -51,7 +83,7 @@ pub async fn run_logged(
         )
     };
     let finished = async { tokio::join!(io, child.wait()) };
-    let ((last_line, _), status) = tokio::select! {
+    let (((last_line, last_json), _), status) = tokio::select! {
         done = finished => done,
         _ = ctx.cancel.cancelled() => {
             if let Some(pid) = pid {
@@ -61,5 +93,9 @@ pub async fn run_logged(
         }
     };
     let status = status.with_context(|| format!("Failed to wait for {what}"))?;
-    Ok((status, last_line))
+    Ok(Ended {
+        status,
+        last_line,
+        last_json,
+    })
 }

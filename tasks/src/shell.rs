@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::process::run_logged;
+use crate::process::{context_env, run_logged};
 
 /// The `shell` task's params: a command line and where and how to run it.
 #[derive(Debug, Deserialize)]
@@ -41,30 +41,14 @@ impl TaskConfig for Shell {
 impl Task for Shell {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
         let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(&self.command)
-            .envs(&self.env)
-            .env("SETLIST_DAG_ID", &ctx.dag_id)
-            .env("SETLIST_RUN_ID", ctx.run_id.to_string())
-            .env("SETLIST_TASK_ID", &ctx.task_id)
-            .env("SETLIST_TRY_NUMBER", ctx.try_number.to_string())
-            .env("SETLIST_LOGICAL_DATE", ctx.logical_date.to_rfc3339())
-            .env(
-                "SETLIST_DATA_INTERVAL_START",
-                ctx.data_interval_start.to_rfc3339(),
-            )
-            .env(
-                "SETLIST_DATA_INTERVAL_END",
-                ctx.data_interval_end.to_rfc3339(),
-            )
-            .env("SETLIST_CONF", ctx.conf.to_string());
+        cmd.arg("-c").arg(&self.command).envs(&self.env);
+        context_env(&mut cmd, ctx);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        let (status, last_line) =
-            run_logged(cmd, ctx, &format!("`sh -c {}`", self.command)).await?;
-        match status.code() {
-            Some(0) => Ok(json!({ "exit_code": 0, "last_line": last_line })),
+        let ended = run_logged(cmd, ctx, &format!("`sh -c {}`", self.command)).await?;
+        match ended.status.code() {
+            Some(0) => Ok(json!({ "exit_code": 0, "last_line": ended.last_line })),
             Some(code) => bail!("command exited with code {code}"),
             None => bail!("command was killed by a signal"),
         }

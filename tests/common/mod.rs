@@ -280,3 +280,56 @@ pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
 pub mod airflow;
 pub mod streaming;
 pub mod web;
+
+/// A worker whose attempts get `connections` (each `name = URL`).
+pub async fn worker_with(db: &TestDb, connections: &[(&str, String)]) -> Worker {
+    let connections = tasks::connection::Connections::new(connections.iter().map(|(name, url)| {
+        tasks::connection::ConnectionSettings::from_url(url.clone())
+            .resolve(name, &|_| None)
+            .unwrap()
+    }));
+    let names: Vec<String> = connections.iter().map(|c| c.name.clone()).collect();
+    let settings = tasks::settings::Settings::new(
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        connections,
+        orchestrator::DbUrl::new(db.url.clone()),
+        db.pool.clone(),
+    );
+    let registry = Arc::new(tasks::registry().with_connections(names));
+    Worker::register(
+        db.pool.clone(),
+        registry,
+        WorkerConfig {
+            resources: orchestrator::Resources::new().with(settings),
+            ..WorkerConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn output(db: &TestDb, run: i64, task: &str) -> serde_json::Value {
+    sqlx::query_scalar(
+        "SELECT output FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
+    )
+    .bind(run)
+    .bind(task)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+pub async fn error(db: &TestDb, run: i64, task: &str) -> String {
+    sqlx::query_scalar(
+        "SELECT a.error FROM setlist.attempts a JOIN setlist.task_instances t ON t.id = a.ti_id
+         WHERE t.run_id = $1 AND t.task_id = $2",
+    )
+    .bind(run)
+    .bind(task)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}

@@ -69,6 +69,10 @@ pub struct TaskSpec {
     /// How long an attempt may run before it is cancelled; `None` for no limit.
     #[serde(with = "duration_ms_opt")]
     pub timeout: Option<Duration>,
+    /// Whether its output names which of its direct downstream tasks run (a branch):
+    /// a task id, a list of them, or an object whose `follow` is either.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub branch: bool,
 }
 
 /// How often and how soon a failed task is tried again.

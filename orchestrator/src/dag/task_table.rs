@@ -31,6 +31,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "retry_backoff",
     "max_retry_delay",
     "timeout",
+    "branch",
 ];
 
 /// Retry and timeout settings written in one table; `None` where not written.
@@ -116,6 +117,7 @@ pub(super) fn read_tasks(
     let mut tasks = Vec::new();
     let mut id_spans: Vec<std::ops::Range<usize>> = Vec::new();
     let mut dep_spans: Vec<Vec<At<String>>> = Vec::new();
+    let mut branch_spans: Vec<Option<std::ops::Range<usize>>> = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         let section = format!("[[task]] #{}", index + 1);
@@ -150,8 +152,18 @@ pub(super) fn read_tasks(
             }),
             None => TriggerRule::default(),
         };
+        let branch = w.boolean(t, "branch", &section);
         let params_value = t.get("params");
-        let params = w.params_table(t, &section);
+        let mut params = w.params_table(t, &section);
+        if let Some((kind, _)) = &kind {
+            inline_files(
+                w,
+                registry.inline_files(kind),
+                &mut params,
+                params_value,
+                &section,
+            );
+        }
         let overrides = read_retry(w, t, &section, defaults);
 
         if let Some((kind, span)) = &kind {
@@ -188,6 +200,7 @@ pub(super) fn read_tasks(
         first_seen.insert(id.clone(), tasks.len());
         id_spans.push(span);
         dep_spans.push(depends_on.clone());
+        branch_spans.push(branch.as_ref().filter(|b| b.0).map(|b| b.1.clone()));
         tasks.push(TaskSpec {
             id,
             kind: kind.map(|k| k.0).unwrap_or_default(),
@@ -196,11 +209,68 @@ pub(super) fn read_tasks(
             params,
             retry: overrides.policy(),
             timeout: overrides.timeout,
+            branch: branch.is_some_and(|b| b.0),
         });
     }
 
     check_dependencies(w, &tasks, &dep_spans, &first_seen);
+    for (task, span) in tasks.iter().zip(&branch_spans) {
+        let below = tasks.iter().any(|t| t.depends_on.contains(&task.id));
+        if let (Some(span), false) = (span, below) {
+            w.error(
+                span.clone(),
+                format!(
+                    "task `{}` branches but no task depends on it: a branch chooses among its downstream tasks",
+                    task.id
+                ),
+            );
+        }
+    }
     tasks
+}
+
+/// Reads the files a kind's params name (`file = "daily.sql"`, relative to the DAG
+/// file) into the params their text goes into, so the stored DAG holds the text.
+fn inline_files(
+    w: &mut Walker<'_>,
+    files: &[(&str, &str)],
+    params: &mut serde_json::Value,
+    params_value: Option<&Spanned<DeValue<'_>>>,
+    section: &str,
+) {
+    let Some(map) = params.as_object_mut() else {
+        return;
+    };
+    for &(from, into) in files {
+        let Some(serde_json::Value::String(name)) = map.get(from) else {
+            continue;
+        };
+        let span = params_value.map_or(0..0, |v| span_of_path(v, &[from.to_string()]));
+        if map.contains_key(into) {
+            w.error(
+                span,
+                format!("{section}: give `params.{from}` or `params.{into}`, not both"),
+            );
+            continue;
+        }
+        let path = w
+            .file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                map.insert(into.to_string(), serde_json::Value::String(text));
+            }
+            Err(e) => w.error(
+                span,
+                format!(
+                    "{section}: cannot read params.{from} {}: {e}",
+                    path.display()
+                ),
+            ),
+        }
+    }
 }
 
 pub(super) fn check_params(

@@ -9,5 +9,5 @@ SET state = CASE WHEN EXISTS (
 WHERE r.id = $1 AND r.state = 'running'
   AND NOT EXISTS (
       SELECT 1 FROM setlist.task_instances
-      WHERE run_id = $1 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry'))
+      WHERE run_id = $1 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry', 'waiting'))
 RETURNING r.state AS "state: RunState"

@@ -21,7 +21,8 @@ pub enum RunType {
     Manual,
     /// Created by a backfill to fill past intervals on request.
     Backfill,
-    /// Started because a dataset the DAG is triggered by changed.
+    /// Started because a dataset the DAG is triggered by changed, or by another DAG's
+    /// `trigger_dag` task.
     Triggered,
 }
 
@@ -138,6 +139,7 @@ pub async fn create(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut branches = Vec::with_capacity(n);
     let (mut rules, mut retries, mut delays, mut backoffs, mut max_delays, mut timeouts) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -159,6 +161,7 @@ pub async fn create(
         backoffs.push(t.retry.backoff);
         max_delays.push(t.retry.max_delay.as_millis() as i64);
         timeouts.push(t.timeout.map(|d| d.as_millis() as i64));
+        branches.push(t.branch);
     }
     sqlx::query_file!(
         "src/queries/insert_task_instances.sql",
@@ -174,6 +177,7 @@ pub async fn create(
         &backoffs,
         &max_delays,
         &timeouts as &[Option<i64>],
+        &branches,
     )
     .execute(&mut *conn)
     .await?;
@@ -188,6 +192,17 @@ pub async fn trigger(
     dag: &Dag,
     conf: Value,
     logical_date: Option<DateTime<Utc>>,
+) -> Result<i64> {
+    trigger_as(pool, dag, conf, logical_date, RunType::Manual).await
+}
+
+/// [`trigger`] for a run that is not a person's: one a `trigger_dag` task starts.
+pub async fn trigger_as(
+    pool: &PgPool,
+    dag: &Dag,
+    conf: Value,
+    logical_date: Option<DateTime<Utc>>,
+    run_type: RunType,
 ) -> Result<i64> {
     if !conf.is_object() {
         return Err(Error::Invalid("conf must be a JSON object".into()));
@@ -208,7 +223,7 @@ pub async fn trigger(
         });
     let mut tx = pool.begin().await?;
     super::dags::ensure(&mut *tx, dag).await?;
-    let created = create(&mut tx, dag, logical_date, interval, RunType::Manual, &conf).await?;
+    let created = create(&mut tx, dag, logical_date, interval, run_type, &conf).await?;
     let Some(run_id) = created else {
         return Err(Error::Conflict(format!(
             "DAG `{}` already has a run at logical date {}",
@@ -398,4 +413,33 @@ pub async fn latest_scheduled_interval(pool: &PgPool, dag_id: &str) -> Result<Op
         start: r.data_interval_start,
         end: r.data_interval_end,
     }))
+}
+
+/// The run of `dag_id` at `logical_date`, if there is one: its id and state.
+pub async fn at(
+    pool: &PgPool,
+    dag_id: &str,
+    logical_date: DateTime<Utc>,
+) -> Result<Option<(i64, RunState)>> {
+    Ok(sqlx::query!(
+        r#"SELECT id, state AS "state: RunState" FROM setlist.dag_runs
+           WHERE dag_id = $1 AND logical_date = $2"#,
+        dag_id,
+        logical_date,
+    )
+    .fetch_optional(pool)
+    .await?
+    .map(|r| (r.id, r.state)))
+}
+
+/// The state of task `task_id` in run `run_id`, if the run has that task.
+pub async fn task_state(pool: &PgPool, run_id: i64, task_id: &str) -> Result<Option<TaskState>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT state AS "state: TaskState" FROM setlist.task_instances
+           WHERE run_id = $1 AND task_id = $2"#,
+        run_id,
+        task_id,
+    )
+    .fetch_optional(pool)
+    .await?)
 }

@@ -16,6 +16,7 @@ use super::{CANCEL_CHANNEL, SCHEDULER_CHANNEL, WORK_CHANNEL, notify};
 use crate::dag::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::state::{Actor, AttemptState, FailureReason, RunState, TaskState};
+use crate::task::Downstream;
 use crate::trigger_rule::{Decision, TriggerRule, UpstreamCounts};
 
 #[derive(FromRow)]
@@ -62,17 +63,64 @@ async fn bump_downstream(
     Ok(())
 }
 
-/// Records that `task_id` ended in `state` and decides its downstream tasks.
-/// Returns whether any task was queued. The caller holds the run's lock.
-pub async fn task_ended(
+/// Records that `task_id` ended in `state` and decides its downstream tasks. A task
+/// that chose which tasks below it run has the others skipped first (a branch's
+/// other direct downstream tasks, or everything below a short circuit); the trigger
+/// rules decide the rest. Returns whether any task was queued. The caller holds the
+/// run's lock.
+async fn task_ended(
     conn: &mut PgConnection,
     run_id: i64,
     task_id: &str,
     state: TaskState,
+    downstream: &Downstream,
 ) -> Result<bool> {
-    let tasks = vec![task_id.to_string()];
-    bump_downstream(conn, run_id, &tasks, state).await?;
-    decide(conn, run_id, Some(tasks)).await
+    let mut changed = vec![task_id.to_string()];
+    bump_downstream(conn, run_id, &changed, state).await?;
+    let skipped: Vec<String> = match downstream {
+        Downstream::All => Vec::new(),
+        Downstream::Only(keep) => {
+            sqlx::query_scalar!(
+                "UPDATE setlist.task_instances SET state = 'skipped', ended_at = clock_timestamp()
+                 WHERE run_id = $1 AND $2 = ANY (upstream) AND state = 'scheduled'
+                   AND NOT task_id = ANY ($3)
+                 RETURNING task_id",
+                run_id,
+                task_id,
+                keep,
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Downstream::None => {
+            sqlx::query_scalar!(
+                r#"WITH RECURSIVE below (task_id) AS (
+                       SELECT task_id FROM setlist.task_instances
+                       WHERE run_id = $1 AND $2 = ANY (upstream)
+                       UNION
+                       SELECT t.task_id FROM setlist.task_instances t
+                       JOIN below b ON b.task_id = ANY (t.upstream)
+                       WHERE t.run_id = $1
+                   )
+                   UPDATE setlist.task_instances SET state = 'skipped', ended_at = clock_timestamp()
+                   WHERE run_id = $1 AND task_id IN (SELECT task_id FROM below)
+                     AND state = 'scheduled'
+                   RETURNING task_id AS "task_id!""#,
+                run_id,
+                task_id,
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    if !skipped.is_empty() {
+        TaskState::Scheduled
+            .check_move(TaskState::Skipped, Actor::Engine)
+            .map_err(Error::Conflict)?;
+        bump_downstream(conn, run_id, &skipped, TaskState::Skipped).await?;
+        changed.extend(skipped);
+    }
+    decide(conn, run_id, Some(changed)).await
 }
 
 /// Decides every waiting task of a run (at its start, after a clear).
@@ -187,8 +235,19 @@ async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<RunState> {
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// It returned this output.
-    Success(Value),
+    /// It returned this output, and chose which tasks below it run.
+    Success {
+        /// What it returned, for its downstream tasks.
+        output: Value,
+        /// Which of its downstream tasks run.
+        downstream: Downstream,
+    },
+    /// A wait's condition is unmet: the task waits, holding no worker, until a worker
+    /// claims its next poke at `at`.
+    Wait {
+        /// When the next poke is due.
+        at: DateTime<Utc>,
+    },
     /// It failed; retried while tries remain if the reason is retryable.
     Failed {
         /// How it failed.
@@ -199,6 +258,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A success with `output` that lets every downstream task run.
+    pub fn success(output: Value) -> Self {
+        Outcome::Success {
+            output,
+            downstream: Downstream::All,
+        }
+    }
+
     /// A failure for `reason` saying `message`.
     pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
         Outcome::Failed {
@@ -211,7 +278,7 @@ impl Outcome {
 /// What [`finish_attempt`] did with the task instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
-    /// The new state: success, failed or up_for_retry.
+    /// The new state: success, failed, up_for_retry or waiting.
     State(TaskState),
     /// The attempt no longer owned the task instance (the reaper retried it
     /// elsewhere); its result was recorded on the attempt and otherwise ignored.
@@ -252,8 +319,16 @@ pub async fn finish_attempt(
     )
     .fetch_one(&mut *tx)
     .await?;
+    // A wait that a person asked to cancel ends at its poke instead of waiting on.
+    let outcome = match outcome {
+        Outcome::Wait { .. } if ti.cancel_requested => {
+            Outcome::failed(FailureReason::Cancelled, "cancelled by request")
+        }
+        other => other,
+    };
     let (attempt_state, error, reason) = match &outcome {
-        Outcome::Success(_) => (AttemptState::Success, None, None),
+        Outcome::Success { .. } => (AttemptState::Success, None, None),
+        Outcome::Wait { .. } => (AttemptState::Waiting, None, None),
         Outcome::Failed { reason, message } => {
             (AttemptState::Failed, Some(message.as_str()), Some(*reason))
         }
@@ -277,8 +352,19 @@ pub async fn finish_attempt(
         tx.commit().await?;
         return Ok(Finished::Superseded);
     }
+    let mut downstream = Downstream::All;
     let (state, output, retry_in) = match outcome {
-        Outcome::Success(output) => (TaskState::Success, Some(output), None),
+        Outcome::Success {
+            output,
+            downstream: chosen,
+        } => {
+            downstream = chosen;
+            (TaskState::Success, Some(output), None)
+        }
+        Outcome::Wait { at } => {
+            let secs = (at - Utc::now()).num_milliseconds().max(0) as f64 / 1000.0;
+            (TaskState::Waiting, None, Some(secs))
+        }
         Outcome::Failed { reason, .. }
             if reason.is_retryable() && !ti.cancel_requested && ti.try_number < ti.max_tries =>
         {
@@ -306,7 +392,7 @@ pub async fn finish_attempt(
         "UPDATE setlist.task_instances
          SET state = $2, output = $3, worker_id = NULL, cancel_requested = false,
              failure_reason = $5,
-             ended_at = CASE WHEN $2::setlist.task_state = 'up_for_retry' THEN NULL
+             ended_at = CASE WHEN $2::setlist.task_state IN ('up_for_retry', 'waiting') THEN NULL
                              ELSE clock_timestamp() END,
              retry_at = clock_timestamp() + make_interval(secs => $4)
          WHERE id = $1",
@@ -318,11 +404,11 @@ pub async fn finish_attempt(
     )
     .execute(&mut *tx)
     .await?;
-    if state == TaskState::UpForRetry {
-        // Workers recompute when to wake for the retry.
+    if matches!(state, TaskState::UpForRetry | TaskState::Waiting) {
+        // Workers recompute when to wake for the retry or the poke.
         notify(&mut tx, WORK_CHANNEL, "").await?;
     } else {
-        if task_ended(&mut tx, run_id, &ti.task_id, state).await? {
+        if task_ended(&mut tx, run_id, &ti.task_id, state, &downstream).await? {
             notify(&mut tx, WORK_CHANNEL, "").await?;
         }
         finalize_run(&mut tx, run_id).await?;
@@ -399,6 +485,7 @@ pub async fn clear(
         refuse_move(run_id, task, states[task.as_str()], TaskState::Scheduled)?;
     }
     let selected: Vec<String> = selected.into_iter().collect();
+    end_waiting_attempts(&mut tx, run_id, &selected, "cleared while waiting").await?;
     sqlx::query!(
         "UPDATE setlist.task_instances
          SET state = 'scheduled', max_tries = try_number + retries + 1, retry_at = NULL,
@@ -413,6 +500,28 @@ pub async fn clear(
     reopen(&mut tx, run_id, run_state).await?;
     tx.commit().await?;
     Ok(selected)
+}
+
+/// Ends the open attempts of waits that a person clears or marks, so no attempt is
+/// left waiting for a poke that will not come.
+async fn end_waiting_attempts(
+    conn: &mut PgConnection,
+    run_id: i64,
+    task_ids: &[String],
+    why: &str,
+) -> Result<()> {
+    sqlx::query!(
+        "UPDATE setlist.attempts a
+         SET state = 'failed', failure_reason = 'cancelled', error = $3, ended_at = clock_timestamp()
+         FROM setlist.task_instances t
+         WHERE a.ti_id = t.id AND t.run_id = $1 AND t.task_id = ANY ($2) AND a.state = 'waiting'",
+        run_id,
+        task_ids,
+        why,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Refuses a person's move of `task` from `from` to `to` that the transition table
@@ -450,6 +559,13 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -
     let current =
         current.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
     refuse_move(run_id, task_id, current, state)?;
+    end_waiting_attempts(
+        &mut tx,
+        run_id,
+        &[task_id.to_string()],
+        "marked while waiting",
+    )
+    .await?;
     sqlx::query!(
         "UPDATE setlist.task_instances
          SET state = $3, retry_at = NULL, worker_id = NULL, cancel_requested = false,
@@ -519,10 +635,10 @@ pub async fn finalize_finished_runs(pool: &PgPool) -> Result<usize> {
     Ok(ended)
 }
 
-/// The earliest time a retry becomes due, for workers to sleep until.
+/// The earliest time a retry or a wait's poke becomes due, for workers to sleep until.
 pub async fn next_retry_at(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
     Ok(sqlx::query_scalar!(
-        "SELECT min(retry_at) FROM setlist.task_instances WHERE state = 'up_for_retry'"
+        "SELECT min(retry_at) FROM setlist.task_instances WHERE state IN ('up_for_retry', 'waiting')"
     )
     .fetch_one(pool)
     .await?)

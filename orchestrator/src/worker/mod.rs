@@ -24,7 +24,7 @@ use crate::resources::Resources;
 use crate::state::FailureReason;
 use crate::store::transitions::{self, Finished, Outcome};
 use crate::store::{CANCEL_CHANNEL, WORK_CHANNEL, workers};
-use crate::task::TaskContext;
+use crate::task::{Downstream, Fatal, PokeAgain, TaskContext};
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -78,6 +78,12 @@ pub struct Claimed {
     pub timeout_ms: Option<i64>,
     /// Whether a person asked to cancel it before it started, so it is not run at all.
     pub cancel_requested: bool,
+    /// Whether its output names which of its direct downstream tasks run.
+    pub branch: bool,
+    /// When its try began (a wait's first poke), handed to the task in its context.
+    pub started_at: DateTime<Utc>,
+    /// Which poke of its try this is: 1, or more for a wait poking again.
+    pub pokes: i32,
     /// The run's DAG, handed to the task in its context.
     pub dag_id: String,
     /// The run's logical date, handed to the task in its context.
@@ -238,7 +244,7 @@ impl Worker {
                 "cancelled before it started",
             ));
         }
-        let (log, writer) = log_writer::spawn(self.pool.clone(), c.attempt_id);
+        let (log, writer) = log_writer::spawn(self.pool.clone(), c.attempt_id, c.pokes > 1);
         if templated {
             log.info(format!("Rendered params: {params}"));
         }
@@ -250,24 +256,93 @@ impl Worker {
             data_interval_start: c.data_interval_start,
             data_interval_end: c.data_interval_end,
             try_number: c.try_number,
+            try_started_at: c.started_at,
             params,
             conf: c.conf.clone(),
             upstream_outputs,
             log,
             cancel: cancel.clone(),
             resources: self.config.resources.clone(),
+            downstream: Default::default(),
         };
         let timeout = c.timeout_ms.map(|ms| Duration::from_millis(ms as u64));
-        let outcome = self.race(task.as_ref(), &ctx, timeout, c.ti_id).await?;
-        if let Outcome::Failed { reason, message } = &outcome {
-            ctx.log.info(format!(
+        let mut outcome = self.race(task.as_ref(), &ctx, timeout, c.ti_id).await?;
+        if let Outcome::Success { output, downstream } = &mut outcome {
+            if c.branch {
+                ctx.follow_only(match chosen_branches(output) {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        return self
+                            .end_with(ctx, writer, c, Outcome::failed(FailureReason::Invalid, e.0))
+                            .await;
+                    }
+                });
+            }
+            *downstream = ctx.downstream.lock().expect("not poisoned").clone();
+            if let Downstream::Only(ids) = downstream {
+                if let Err(e) = self.check_branch(c, ids).await? {
+                    outcome = Outcome::failed(FailureReason::Invalid, e.0);
+                } else {
+                    ctx.log.info(format!(
+                        "The branch follows: {}",
+                        if ids.is_empty() {
+                            "none".into()
+                        } else {
+                            ids.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+        self.end_with(ctx, writer, c, outcome).await
+    }
+
+    /// Logs how the attempt ended and waits for its log lines to be stored.
+    async fn end_with(
+        &self,
+        ctx: TaskContext,
+        writer: tokio::task::JoinHandle<()>,
+        c: &Claimed,
+        outcome: Outcome,
+    ) -> Result<Outcome> {
+        match &outcome {
+            Outcome::Failed { reason, message } => ctx.log.info(format!(
                 "Attempt {} failed ({reason}): {message}",
                 c.try_number
-            ));
+            )),
+            Outcome::Wait { .. } | Outcome::Success { .. } => {}
         }
         drop(ctx);
         let _ = writer.await;
         Ok(outcome)
+    }
+
+    /// `Ok(Err(..))` when a branch chose a task that is not directly below it.
+    async fn check_branch(
+        &self,
+        c: &Claimed,
+        ids: &[String],
+    ) -> Result<std::result::Result<(), Fatal>> {
+        let below: Vec<String> = sqlx::query_scalar!(
+            "SELECT task_id FROM setlist.task_instances WHERE run_id = $1 AND $2 = ANY (upstream)
+             ORDER BY task_id",
+            c.run_id,
+            c.task_id,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(match ids.iter().find(|id| !below.contains(id)) {
+            None => Ok(()),
+            Some(bad) => Err(Fatal(format!(
+                "the branch chose `{bad}`, which is not a direct downstream task of `{}` (those are: {})",
+                c.task_id,
+                if below.is_empty() {
+                    "none".to_string()
+                } else {
+                    below.join(", ")
+                }
+            ))),
+        })
     }
 
     /// Runs the task against its timeout and its cancellation token. A panic in the
@@ -429,8 +504,21 @@ fn ended_by_itself(
     log: &crate::task::LogSink,
 ) -> Outcome {
     match ended {
-        Ok(Ok(output)) => Outcome::Success(output),
-        Ok(Err(e)) => Outcome::failed(FailureReason::Error, format!("{e:#}")),
+        Ok(Ok(output)) => Outcome::success(output),
+        Ok(Err(e)) => {
+            if let Some(poke) = e.downcast_ref::<PokeAgain>() {
+                log.info(format!(
+                    "Not yet: {}; the next poke is due at {}",
+                    poke.what,
+                    poke.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ));
+                Outcome::Wait { at: poke.at }
+            } else if e.downcast_ref::<Fatal>().is_some() {
+                Outcome::failed(FailureReason::Invalid, format!("{e:#}"))
+            } else {
+                Outcome::failed(FailureReason::Error, format!("{e:#}"))
+            }
+        }
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
@@ -443,5 +531,51 @@ fn ended_by_itself(
             );
             Outcome::failed(FailureReason::Error, format!("panicked: {message}"))
         }
+    }
+}
+
+/// The direct downstream tasks a branching task's output names: a task id, a list of
+/// them, or an object whose `follow` is either.
+fn chosen_branches(output: &Value) -> std::result::Result<Vec<String>, Fatal> {
+    let chosen = match output {
+        Value::Object(map) => map.get("follow").unwrap_or(&Value::Null),
+        other => other,
+    };
+    let ids = match chosen {
+        Value::String(id) => Some(vec![id.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
+    ids.ok_or_else(|| {
+        Fatal(format!(
+            "a branching task's output must name the tasks to follow: a task id, a list of them, or {{\"follow\": ...}}; it returned {output}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::chosen_branches;
+
+    #[test]
+    fn a_branch_output_names_one_task_a_list_or_follow() {
+        assert_eq!(chosen_branches(&json!("a")).unwrap(), ["a"]);
+        assert_eq!(chosen_branches(&json!(["a", "b"])).unwrap(), ["a", "b"]);
+        assert_eq!(
+            chosen_branches(&json!({"follow": "b", "rows": 3})).unwrap(),
+            ["b"]
+        );
+        assert_eq!(
+            chosen_branches(&json!({"follow": []})).unwrap(),
+            Vec::<String>::new()
+        );
+        let e = chosen_branches(&json!({"rows": 3})).unwrap_err();
+        assert!(e.0.contains("must name the tasks to follow"), "{}", e.0);
+        assert!(chosen_branches(&json!([1])).is_err());
     }
 }

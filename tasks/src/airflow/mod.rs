@@ -293,7 +293,6 @@ impl Task for AirflowDag {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::trigger::{MAX_RUN_ID, dag_run_id};
     use super::*;
@@ -431,21 +430,15 @@ mod tests {
     }
 
     fn context(dag_id: String, task_id: &str) -> TaskContext {
-        TaskContext {
-            dag_id,
-            run_id: 42,
-            task_id: task_id.into(),
-            logical_date: chrono::Utc::now(),
-            data_interval_start: chrono::Utc::now(),
-            data_interval_end: chrono::Utc::now(),
-            try_number: 2,
-            params: json!({}),
-            conf: json!({}),
-            upstream_outputs: BTreeMap::new(),
-            log: orchestrator::LogSink::discard(),
-            cancel: tokio_util::sync::CancellationToken::new(),
-            resources: orchestrator::Resources::new(),
-        }
+        let mut ctx = TaskContext::adhoc(
+            &dag_id,
+            task_id,
+            orchestrator::LogSink::discard(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        ctx.run_id = 42;
+        ctx.try_number = 2;
+        ctx
     }
 
     /// An `airflow_dag` task and its context against the fake Airflow at `url`.

@@ -352,6 +352,16 @@ impl Connection {
         self.url.host_str().filter(|h| !h.is_empty())
     }
 
+    /// The URL's scheme (`smtps`, `https`, ...), which says how to reach it.
+    pub fn scheme(&self) -> &str {
+        self.url.scheme()
+    }
+
+    /// The URL's port, when it names one.
+    pub fn port(&self) -> Option<u16> {
+        self.url.port()
+    }
+
     /// A query parameter of the URL, else an `extra` option, by name.
     pub fn param(&self, key: &str) -> Option<String> {
         self.url

@@ -228,7 +228,7 @@ impl Task for Dbt {
                     self.command,
                     dbt.display()
                 );
-                let (status, _) = run_logged(cmd, ctx, &what).await?;
+                let status = run_logged(cmd, ctx, &what).await?.status;
                 (status.success(), format!("it exited with {status}"))
             }
         };

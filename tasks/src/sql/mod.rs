@@ -25,8 +25,11 @@ pub const MAX_FETCH: usize = 1000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sql {
-    /// The statements, separated by `;`.
+    /// The statements, separated by `;` (or the text of `file`).
     pub sql: String,
+    /// A .sql file, relative to the DAG file, read into `sql` when the DAG is loaded.
+    #[serde(default)]
+    pub file: Option<String>,
     /// A `postgres` or `snowflake` connection (default: the warehouse of the
     /// configuration, PostgreSQL or Snowflake).
     #[serde(default)]
@@ -45,6 +48,8 @@ fn yes() -> bool {
 }
 
 impl TaskConfig for Sql {
+    const INLINE_FILES: &'static [(&'static str, &'static str)] = &[("file", "sql")];
+
     fn validate(&self) -> Result<(), ParamError> {
         if self.sql.trim().is_empty() {
             return Err(ParamError::at("sql", "must hold at least one statement"));
@@ -73,21 +78,14 @@ pub struct Ran {
     pub rows_affected: u64,
     /// The first rows of the last statement, each a JSON object by column name.
     pub rows: Vec<Value>,
+    /// The first column of the first row of the last statement (when rows were fetched).
+    pub first_cell: Option<Value>,
 }
 
 #[async_trait]
 impl Task for Sql {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
-        let settings = Settings::of(ctx);
-        let ran = match self.target(&settings).await? {
-            Target::Postgres(pool) => {
-                postgres::run(&pool, &self.sql, self.transaction, self.fetch).await?
-            }
-            Target::Snowflake(config) => {
-                let snowflake = Snowflake::connect(*config).await?;
-                self.on_snowflake(&snowflake).await?
-            }
-        };
+        let ran = self.execute(ctx).await?;
         ctx.log.info(format!(
             "Ran {} statement(s); {} row(s) affected.",
             ran.statements, ran.rows_affected
@@ -97,6 +95,22 @@ impl Task for Sql {
             out["rows"] = Value::Array(ran.rows);
         }
         Ok(out)
+    }
+}
+
+impl Sql {
+    /// Runs the statements where the params say.
+    pub async fn execute(&self, ctx: &TaskContext) -> anyhow::Result<Ran> {
+        let settings = Settings::of(ctx);
+        match self.target(&settings).await? {
+            Target::Postgres(pool) => {
+                postgres::run(&pool, &self.sql, self.transaction, self.fetch).await
+            }
+            Target::Snowflake(config) => {
+                let snowflake = Snowflake::connect(*config).await?;
+                self.on_snowflake(&snowflake).await
+            }
+        }
     }
 }
 
@@ -155,6 +169,9 @@ impl Sql {
             };
             ran.statements += 1;
             ran.rows_affected += affected(&rows);
+            ran.first_cell = rows
+                .first()
+                .and_then(|r| r.values().first().map(snowflake_cell));
             ran.rows = rows
                 .into_iter()
                 .take(self.fetch)
@@ -184,4 +201,19 @@ fn affected(rows: &[snowflake_connector_rs::DynamicRow]) -> u64 {
             _ => None,
         })
         .sum()
+}
+
+/// A Snowflake cell as JSON, for a wait's first cell.
+fn snowflake_cell(cell: &snowflake_connector_rs::CellValue) -> Value {
+    use snowflake_connector_rs::CellValue;
+    match cell {
+        CellValue::Null => Value::Null,
+        CellValue::Boolean(b) => Value::Bool(*b),
+        CellValue::Integer(n) => i64::try_from(*n)
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(n.to_string())),
+        CellValue::Float(f) => Value::from(*f),
+        CellValue::String(s) => Value::from(s.as_str()),
+        other => Value::from(format!("{other:?}")),
+    }
 }

@@ -27,15 +27,27 @@ pub async fn run(pool: &PgPool, sql: &str, transaction: bool, fetch: usize) -> a
     };
     for batch in batches {
         let mut rows: Vec<Value> = Vec::new();
+        let mut first: Option<Value> = None;
         let mut stream = sqlx::raw_sql(&batch).fetch_many(&mut *conn);
         while let Some(item) = stream.try_next().await.map_err(|e| anyhow::anyhow!(e))? {
             match item {
                 Either::Left(done) => {
                     ran.statements += 1;
                     ran.rows_affected += done.rows_affected();
+                    ran.first_cell = first.take();
                     ran.rows = std::mem::take(&mut rows);
                 }
-                Either::Right(row) if rows.len() < fetch => rows.push(to_json(&row)),
+                Either::Right(row) if rows.len() < fetch => {
+                    if rows.is_empty() {
+                        first = Some(
+                            to_json_cells(&row)
+                                .next()
+                                .map(|(_, v)| v)
+                                .unwrap_or(Value::Null),
+                        );
+                    }
+                    rows.push(to_json(&row))
+                }
                 Either::Right(_) => {}
             }
         }
@@ -46,8 +58,12 @@ pub async fn run(pool: &PgPool, sql: &str, transaction: bool, fetch: usize) -> a
 /// One row as a JSON object: numbers, booleans and JSON as themselves, everything
 /// else (NUMERIC too, to keep its digits) as the text PostgreSQL sent.
 fn to_json(row: &PgRow) -> Value {
-    let mut object = serde_json::Map::new();
-    for (i, column) in row.columns().iter().enumerate() {
+    Value::Object(to_json_cells(row).collect())
+}
+
+/// A row's cells in column order, each by its column's name, as [`to_json`] reads them.
+fn to_json_cells(row: &PgRow) -> impl Iterator<Item = (String, Value)> + '_ {
+    row.columns().iter().enumerate().map(|(i, column)| {
         let text: Option<&str> = row.try_get_unchecked(i).ok().flatten();
         let value = match (text, column.type_info().name()) {
             (None, _) => Value::Null,
@@ -61,7 +77,6 @@ fn to_json(row: &PgRow) -> Value {
             (Some(t), "JSON" | "JSONB") => serde_json::from_str(t).unwrap_or(Value::from(t)),
             (Some(t), _) => Value::from(t),
         };
-        object.insert(column.name().to_string(), value);
-    }
-    Value::Object(object)
+        (column.name().to_string(), value)
+    })
 }

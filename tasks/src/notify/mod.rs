@@ -1,0 +1,128 @@
+//! `notify`: sends a message to a `webhook` connection (Slack-compatible JSON:
+//! `{"text": message}`, or a `payload` of your own) or by email through an `smtp`
+//! connection, as Airflow's SlackWebhookOperator and EmailOperator do. Templates make
+//! the message: `"{{ dag_id }} run {{ run_id }} loaded {{ upstream.load.output.rows }} rows"`.
+//! A webhook's 5xx or no answer fails the attempt (retried by the task's policy); a
+//! 4xx fails it at once.
+
+mod email;
+
+use async_trait::async_trait;
+use orchestrator::{Fatal, ParamError, Task, TaskConfig, TaskContext};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::connection::{Connection, ConnectionKind};
+use crate::settings::Settings;
+
+/// The params of a `notify` task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// A `webhook` or `smtp` connection.
+    pub connection: String,
+    /// The text.
+    pub message: String,
+    /// An email's subject (default: the DAG, run and task).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// An email's recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// An email's sender (default: the connection's `from` option, else its user).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A webhook's whole JSON body instead of `{"text": message}` (Slack blocks, a
+    /// Teams card).
+    #[serde(default)]
+    pub payload: Option<Value>,
+}
+
+impl TaskConfig for Notify {
+    fn validate(&self) -> Result<(), ParamError> {
+        if self.message.trim().is_empty() && self.payload.is_none() {
+            return Err(ParamError::at("message", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn connections(&self) -> Vec<(&'static str, String)> {
+        vec![("connection", self.connection.clone())]
+    }
+}
+
+#[async_trait]
+impl Task for Notify {
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
+        let settings = Settings::of(ctx);
+        let connection = settings.connections.named(&self.connection)?;
+        match connection.kind {
+            ConnectionKind::Webhook => self.post(ctx, connection).await,
+            ConnectionKind::Smtp => {
+                let subject = self.subject.clone().unwrap_or_else(|| {
+                    format!(
+                        "Setlist: {} run {} ({})",
+                        ctx.dag_id, ctx.run_id, ctx.task_id
+                    )
+                });
+                let to = email::send(
+                    connection,
+                    self.from.as_deref(),
+                    &self.to,
+                    &subject,
+                    &self.message,
+                )
+                .await?;
+                ctx.log.info(format!(
+                    "Mailed {} through {}.",
+                    to.join(", "),
+                    connection.shown()
+                ));
+                Ok(json!({ "sent": "email", "to": to, "subject": subject }))
+            }
+            other => Err(Fatal(format!(
+                "connection `{}` is a {other} connection; notify sends through webhook or smtp",
+                self.connection
+            ))
+            .into()),
+        }
+    }
+}
+
+impl Notify {
+    async fn post(&self, ctx: &TaskContext, connection: &Connection) -> anyhow::Result<Value> {
+        if !self.to.is_empty() || self.subject.is_some() || self.from.is_some() {
+            return Err(Fatal(
+                "`to`, `subject` and `from` are for an smtp connection, not a webhook".into(),
+            )
+            .into());
+        }
+        let body = self
+            .payload
+            .clone()
+            .unwrap_or_else(|| json!({ "text": self.message }));
+        let shown = connection.shown();
+        let answer = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?
+            .post(connection.http_url())
+            .json(&body)
+            .send()
+            .await
+            // The URL is the webhook's secret: never in a message.
+            .map_err(|e| {
+                anyhow::Error::new(e.without_url()).context(format!("no answer from {shown}"))
+            })?;
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        let excerpt: String = text.chars().take(300).collect();
+        if status.is_server_error() {
+            anyhow::bail!("{shown} answered {status}: {excerpt}");
+        }
+        if !status.is_success() {
+            return Err(Fatal(format!("{shown} answered {status}: {excerpt}")).into());
+        }
+        ctx.log.info(format!("Posted to {shown}: {status}."));
+        Ok(json!({ "sent": "webhook", "status": status.as_u16() }))
+    }
+}
