@@ -17,7 +17,7 @@ if ! answers; then
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet aiosmtpd==1.4.6
     fi
-    mkdir -p "$maildir"
+    mkdir -p "$maildir/tmp" "$maildir/new" "$maildir/cur"
     say "Starting an SMTP sink on 127.0.0.1:$port (mail kept in $maildir)."
     nohup "$venv/bin/aiosmtpd" -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \
         >"$SETLIST_HOME/smtp.log" 2>&1 </dev/null &

@@ -7,15 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use common::{TestDb, dag, drain, error, output, states, worker_with};
-use orchestrator::worker::{Worker, WorkerConfig};
-use orchestrator::{DbUrl, Resources};
-use serde_json::{Value, json};
-use tasks::connection::{ConnectionSettings, Connections};
-use tasks::settings::Settings;
+use orchestrator::worker::Worker;
+use serde_json::json;
 
 async fn run_once(db: &TestDb, w: &Worker, toml: &str) -> (i64, BTreeMap<String, String>) {
     let d = dag(toml);

@@ -333,3 +333,34 @@ pub async fn error(db: &TestDb, run: i64, task: &str) -> String {
     .await
     .unwrap()
 }
+
+/// Runs everything that becomes ready until run `run_id` ends: starts queued runs (a
+/// `trigger_dag` task's), and sleeps until the next due retry or poke. Panics with the
+/// states after `limit`.
+pub async fn run_to_end(
+    db: &TestDb,
+    worker: &Worker,
+    run_id: i64,
+    limit: std::time::Duration,
+) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        start_runs(&db.pool).await;
+        drain(worker).await;
+        let state = run_state(&db.pool, run_id).await;
+        if state == "success" || state == "failed" {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {run_id} is still {state} after {limit:?}: {:?}",
+            states(&db.pool, run_id).await
+        );
+        let next = store::transitions::next_retry_at(&db.pool).await.unwrap();
+        let wait = next
+            .and_then(|at| (at - chrono::Utc::now()).to_std().ok())
+            .unwrap_or(std::time::Duration::from_millis(20))
+            .min(std::time::Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+    }
+}

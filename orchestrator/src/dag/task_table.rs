@@ -155,18 +155,19 @@ pub(super) fn read_tasks(
         let branch = w.boolean(t, "branch", &section);
         let params_value = t.get("params");
         let mut params = w.params_table(t, &section);
-        if let Some((kind, _)) = &kind {
+        // A file that cannot be read is the one problem to report about the params.
+        let files_read = kind.as_ref().is_none_or(|(kind, _)| {
             inline_files(
                 w,
                 registry.inline_files(kind),
                 &mut params,
                 params_value,
                 &section,
-            );
-        }
+            )
+        });
         let overrides = read_retry(w, t, &section, defaults);
 
-        if let Some((kind, span)) = &kind {
+        if let (Some((kind, span)), true) = (&kind, files_read) {
             check_params(
                 w,
                 registry,
@@ -231,15 +232,17 @@ pub(super) fn read_tasks(
 
 /// Reads the files a kind's params name (`file = "daily.sql"`, relative to the DAG
 /// file) into the params their text goes into, so the stored DAG holds the text.
+/// Returns whether every file was read.
 fn inline_files(
     w: &mut Walker<'_>,
     files: &[(&str, &str)],
     params: &mut serde_json::Value,
     params_value: Option<&Spanned<DeValue<'_>>>,
     section: &str,
-) {
+) -> bool {
+    let mut read = true;
     let Some(map) = params.as_object_mut() else {
-        return;
+        return read;
     };
     for &(from, into) in files {
         let Some(serde_json::Value::String(name)) = map.get(from) else {
@@ -251,6 +254,7 @@ fn inline_files(
                 span,
                 format!("{section}: give `params.{from}` or `params.{into}`, not both"),
             );
+            read = false;
             continue;
         }
         let path = w
@@ -262,15 +266,19 @@ fn inline_files(
             Ok(text) => {
                 map.insert(into.to_string(), serde_json::Value::String(text));
             }
-            Err(e) => w.error(
-                span,
-                format!(
-                    "{section}: cannot read params.{from} {}: {e}",
-                    path.display()
-                ),
-            ),
+            Err(e) => {
+                w.error(
+                    span,
+                    format!(
+                        "{section}: cannot read params.{from} {}: {e}",
+                        path.display()
+                    ),
+                );
+                read = false;
+            }
         }
     }
+    read
 }
 
 pub(super) fn check_params(
