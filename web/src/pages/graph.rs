@@ -36,6 +36,8 @@ pub struct Graph {
 
 const HEIGHT: f64 = 30.0;
 const MARGIN: f64 = 16.0;
+/// The room between one layer's widest box and the next layer, where edges run.
+const LAYER_GAP: f64 = 48.0;
 
 /// Lays out `tasks` (id, upstream ids) with `states` by task id ("none" where the
 /// latest run has no state for it).
@@ -74,11 +76,32 @@ pub fn layout(tasks: &[(String, Vec<String>)], states: &HashMap<String, String>)
             .iter()
             .map(|(_, (x, _))| *x)
             .fold(f64::INFINITY, f64::min);
+        // The crate's coordinate along the flow is one value per layer; each layer
+        // gets a column as wide as its widest label, and a gap for the edges, so no
+        // box touches the next layer's and every edge shows.
+        let mut layers: Vec<f64> = placed.iter().map(|(_, (_, along))| *along).collect();
+        layers.sort_by(f64::total_cmp);
+        layers.dedup_by(|a, b| (*a - *b).abs() < 0.5);
+        let layer_of = |along: f64| {
+            layers
+                .iter()
+                .position(|l| (l - along).abs() < 0.5)
+                .unwrap_or(0)
+        };
+        let mut widest = vec![0.0f64; layers.len()];
+        for (i, (_, along)) in &placed {
+            let l = layer_of(*along);
+            widest[l] = widest[l].max(width(&tasks[*i].0));
+        }
+        let mut left = vec![MARGIN; layers.len()];
+        for l in 1..layers.len() {
+            left[l] = left[l - 1] + widest[l - 1] + LAYER_GAP;
+        }
         let mut bottom: f64 = 0.0;
         for (i, (across, along)) in placed {
             let (id, _) = &tasks[i];
             let node = Node {
-                x: MARGIN + along + width(id) / 2.0,
+                x: left[layer_of(along)] + width(id) / 2.0,
                 y: offset + (across - min_across) + HEIGHT / 2.0,
                 width: width(id),
                 height: HEIGHT,
@@ -126,6 +149,37 @@ mod tests {
         (id.into(), upstream.iter().map(|s| s.to_string()).collect())
     }
 
+    /// Each edge runs from its upstream box's right side to its downstream box's left
+    /// side over a visible length.
+    fn every_edge_shows(g: &Graph) {
+        for edge in &g.edges {
+            let numbers: Vec<f64> = edge
+                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            let (x1, x2) = (numbers[0], numbers[numbers.len() - 2]);
+            assert!(x2 - x1 >= 30.0, "an edge {edge} is {} long", x2 - x1);
+        }
+    }
+
+    #[test]
+    fn long_labels_keep_their_layers_apart() {
+        // The spotify pipeline's chain, whose boxes once touched.
+        let tasks = vec![
+            task("load_bronze", &[]),
+            task("source_freshness", &["load_bronze"]),
+            task("dbt_build", &["source_freshness"]),
+            task("a_much_longer_task_name_than_the_rest", &["dbt_build"]),
+            task("x", &["a_much_longer_task_name_than_the_rest"]),
+        ];
+        let g = layout(&tasks, &HashMap::new());
+        every_edge_shows(&g);
+        let by: HashMap<&str, &Node> = g.nodes.iter().map(|n| (n.label.as_str(), n)).collect();
+        let gap = |a: &str, b: &str| (by[b].x - by[b].width / 2.0) - (by[a].x + by[a].width / 2.0);
+        assert!(gap("source_freshness", "dbt_build") >= LAYER_GAP);
+        assert!(gap("a_much_longer_task_name_than_the_rest", "x") >= LAYER_GAP);
+    }
+
     #[test]
     fn upstream_boxes_sit_left_of_downstream_ones_and_none_overlap() {
         let tasks = vec![
@@ -138,6 +192,7 @@ mod tests {
         let states = HashMap::from([("extract".to_string(), "success".to_string())]);
         let g = layout(&tasks, &states);
         assert_eq!(g.nodes.len(), 5);
+        every_edge_shows(&g);
         assert_eq!(g.edges.len(), 4);
         let by: HashMap<&str, &Node> = g.nodes.iter().map(|n| (n.label.as_str(), n)).collect();
         assert!(by["extract"].x < by["load_a"].x);
