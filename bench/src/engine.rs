@@ -45,7 +45,7 @@ pub async fn fresh_db(admin_url: &str) -> anyhow::Result<(PgPool, String)> {
     Ok((pool, url))
 }
 
-fn chain_dag(n: usize) -> String {
+pub(crate) fn chain_dag(n: usize) -> String {
     let mut s = String::from("[dag]\nid = \"chain\"\n");
     for i in 0..n {
         s += &format!("[[task]]\nid = \"t{i}\"\nkind = \"noop\"\n");
@@ -70,7 +70,7 @@ fn fanout_dag(width: usize) -> String {
 }
 
 /// Triggers `dag`, starts it, and waits until it ends; returns (run id, run seconds).
-async fn run_once(pool: &PgPool, dag: &orchestrator::Dag) -> anyhow::Result<(i64, f64)> {
+pub(crate) async fn run_once(pool: &PgPool, dag: &orchestrator::Dag) -> anyhow::Result<(i64, f64)> {
     let id = runs::trigger(pool, dag, serde_json::json!({}), None).await?;
     runs::start_queued(pool).await?;
     loop {

@@ -9,6 +9,7 @@
 mod engine;
 mod freshness;
 mod streaming;
+mod waits;
 mod warehouse;
 mod web;
 
@@ -58,7 +59,9 @@ enum What {
     Bronze,
     /// Production -> gold latency at a steady rate (--rate, --duration).
     Freshness,
-    /// The engine benchmarks (chain, fanout, idle).
+    /// 1,000 waits on one worker with 8 slots: the slots they hold.
+    Waits,
+    /// The engine benchmarks (chain, fanout, idle, waits).
     Engine,
     /// The streaming benchmarks (generator, produce, land, land-rss).
     Streaming,
@@ -86,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(what, What::Idle | What::Engine) {
         engine::idle(&args).await?;
+    }
+    if matches!(what, What::Waits | What::Engine) {
+        waits::waits(&args).await?;
     }
     if matches!(what, What::Generator | What::Streaming) {
         streaming::generator();
