@@ -354,3 +354,55 @@ async fn the_health_page_says_so_when_the_broker_does_not_answer() {
         "{health}"
     );
 }
+
+#[tokio::test]
+async fn a_mapped_task_is_one_row_that_opens_into_its_instances_and_a_wait_shows_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mapped.toml"),
+        r#"
+        [dag]
+        id = "mapped"
+        [[task]]
+        id = "each"
+        kind = "noop"
+        map_over = ["a", "b", "c"]
+        [[task]]
+        id = "later"
+        kind = "wait_until"
+        params = { target_time = "2999-01-01T00:00:00Z" }
+    "#,
+    )
+    .unwrap();
+    let api = common::web::serve_dags(dir.path(), &["--public-reads"]).await;
+    let (_, body) = api.post("/api/v1/dags/mapped/runs", None).await;
+    let run_id = body["run_id"].as_i64().unwrap();
+    common::start_runs(&api.db.pool).await;
+    common::drain(&common::worker(&api.db).await).await;
+
+    let run = browse(&format!("{}/runs/{run_id}", api.base), "run_mapped").await;
+    assert!(
+        run.contains(r#"<details id="mapped-each"><summary>3 instances: 3 success</summary>"#),
+        "{run}"
+    );
+    // The mapped task is one row of the task table; its instances are inside it.
+    let table = &run[run.find(r#"id="tasks""#).unwrap()..];
+    assert_eq!(table.matches(r#"<span class="bar "#).count(), 2, "{table}");
+    assert!(
+        run.contains(&format!(r#"href="/runs/{run_id}/tasks/each%5B2%5D""#)),
+        "{run}"
+    );
+    assert!(
+        run.contains(r#"<span class="pill waiting">waiting</span>"#),
+        "{run}"
+    );
+    let instance = browse(
+        &format!("{}/runs/{run_id}/tasks/each%5B1%5D", api.base),
+        "instance",
+    )
+    .await;
+    assert!(
+        instance.contains(r#"<span class="pill success" id="task-state">success</span>"#),
+        "{instance}"
+    );
+}

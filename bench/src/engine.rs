@@ -260,3 +260,69 @@ pub async fn idle(args: &Args) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+fn mapped_dag(n: usize) -> String {
+    format!(
+        "[dag]\nid = \"mapped_{n}\"\n\
+         [[task]]\nid = \"list\"\nkind = \"python\"\nparams = {{ code = \"import json; print(json.dumps(list(range({n}))))\" }}\n\
+         [[task]]\nid = \"m\"\nkind = \"noop\"\ndepends_on = [\"list\"]\nmap_over = \"upstream.list.output\"\n\
+         [[task]]\nid = \"end\"\nkind = \"noop\"\ndepends_on = [\"m\"]\n"
+    )
+}
+
+/// Dynamic mapping on two worker processes: 1 -> 1,000 mapped -> 1 beside the static
+/// 1 -> 1,000 -> 1 fan-out in the same run, then 1 -> 10,000 mapped -> 1.
+pub async fn mapped(args: &Args) -> anyhow::Result<()> {
+    let (pool, url) = fresh_db(&args.admin_url).await?;
+    let registry = Arc::new(tasks::registry());
+    let parse = |name: &str, src: String| {
+        parse_dag(Path::new(name), &src, &registry).map_err(|e| anyhow::anyhow!("{e:?}"))
+    };
+    let static_1000 = parse("fanout.toml", fanout_dag(1000))?;
+    let mapped_1000 = parse("mapped_1000.toml", mapped_dag(1000))?;
+    let mapped_10000 = parse("mapped_10000.toml", mapped_dag(10_000))?;
+    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&empty)?;
+    let _workers = Reaped(vec![
+        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
+        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
+    ]);
+    let started = Instant::now();
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM setlist.workers WHERE state = 'active'",
+    )
+    .fetch_one(&pool)
+    .await?
+        < 2
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "workers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut fixed, mut mapped) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        fixed.push(run_once(&pool, &static_1000).await?.1);
+        mapped.push(run_once(&pool, &mapped_1000).await?.1);
+    }
+    fixed.sort_by(f64::total_cmp);
+    mapped.sort_by(f64::total_cmp);
+    let (f, m) = (percentile(&fixed, 50.0), percentile(&mapped, 50.0));
+    println!(
+        "| 1 -> 1,000 -> 1, 2 worker processes x 8 slots: static fan-out / mapped (median of 3, alternating) | {f:.3} s / {m:.3} s (ratio {:.2}) | - |",
+        m / f
+    );
+    let (id, secs) = run_once(&pool, &mapped_10000).await?;
+    let instances: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM setlist.task_instances WHERE run_id = $1 AND map_parent = 'm' AND state = 'success'",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await?;
+    println!(
+        "| 1 -> 10,000 mapped noop instances -> 1, 2 worker processes x 8 slots, run start -> end | {secs:.2} s ({instances} instances, {:.0} instances/s) | - |",
+        instances as f64 / secs
+    );
+    Ok(())
+}

@@ -61,7 +61,9 @@ enum What {
     Freshness,
     /// 1,000 waits on one worker with 8 slots: the slots they hold.
     Waits,
-    /// The engine benchmarks (chain, fanout, idle, waits).
+    /// Dynamic mapping: 1 -> 1,000 mapped -> 1 beside the static fan-out, and 10,000.
+    Mapped,
+    /// The engine benchmarks (chain, fanout, idle, mapped, waits).
     Engine,
     /// The streaming benchmarks (generator, produce, land, land-rss).
     Streaming,
@@ -89,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(what, What::Idle | What::Engine) {
         engine::idle(&args).await?;
+    }
+    if matches!(what, What::Mapped | What::Engine) {
+        engine::mapped(&args).await?;
     }
     if matches!(what, What::Waits | What::Engine) {
         waits::waits(&args).await?;

@@ -5,6 +5,7 @@
 
 pub mod dag;
 pub mod error;
+pub mod mapping;
 pub mod registry;
 pub mod resources;
 pub mod schedule;

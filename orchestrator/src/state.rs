@@ -78,6 +78,8 @@ pub const TASK_TRANSITIONS: &[(TaskState, TaskState, Actor)] = &[
     // A wait releases its worker until the next poke, which a worker claims.
     (Running, Waiting, Engine),
     (Waiting, Running, Engine),
+    // A mapped task over an empty list.
+    (Running, Skipped, Engine),
     // Clear: run it again.
     (Scheduled, Scheduled, Person),
     (Queued, Scheduled, Person),

@@ -36,6 +36,8 @@ pub const NAMES: &[&str] = &[
     "conf",
     "params",
     "upstream",
+    "map_index",
+    "element",
 ];
 
 /// What a template sees: one attempt's run, its conf and params, and the outputs of its
@@ -68,6 +70,12 @@ pub struct Context {
     pub params: Value,
     /// Each upstream task's output, as `upstream.<task>.output`.
     pub upstream: BTreeMap<String, Upstream>,
+    /// A mapped instance's index in its list (undefined for a task that is not mapped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_index: Option<i32>,
+    /// A mapped instance's element (undefined for a task that is not mapped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub element: Option<Value>,
 }
 
 /// One upstream task as a template sees it.
@@ -109,7 +117,16 @@ impl Context {
                 .iter()
                 .map(|(t, o)| (t.clone(), Upstream { output: o.clone() }))
                 .collect(),
+            map_index: None,
+            element: None,
         }
+    }
+
+    /// This context for mapped instance `index` with `element`.
+    pub fn mapped(mut self, index: i32, element: Value) -> Self {
+        self.map_index = Some(index);
+        self.element = Some(element);
+        self
     }
 }
 
@@ -272,23 +289,39 @@ fn describe(e: &Error) -> String {
 /// Checks every templated string of `params` as far as the file alone can tell: its
 /// syntax, that each variable is a context name, that `params.x` is one of `dag_params`
 /// and `upstream.t` one of `upstream`. One problem per string, at that string's path.
-pub fn check(params: &Value, dag_params: &Value, upstream: &[String]) -> Vec<ParamError> {
+pub fn check(
+    params: &Value,
+    dag_params: &Value,
+    upstream: &[String],
+    mapped: bool,
+) -> Vec<ParamError> {
     let mut problems = Vec::new();
     let mut path = Vec::new();
-    check_at(params, dag_params, upstream, &mut path, &mut problems);
+    let scope = Scope {
+        dag_params,
+        upstream,
+        mapped,
+    };
+    check_at(params, &scope, &mut path, &mut problems);
     problems
+}
+
+/// What a task's templates may refer to.
+struct Scope<'a> {
+    dag_params: &'a Value,
+    upstream: &'a [String],
+    mapped: bool,
 }
 
 fn check_at(
     value: &Value,
-    dag_params: &Value,
-    upstream: &[String],
+    scope: &Scope<'_>,
     path: &mut Vec<String>,
     problems: &mut Vec<ParamError>,
 ) {
     match value {
         Value::String(s) if is_template(s) => {
-            if let Err(message) = check_one(s, dag_params, upstream) {
+            if let Err(message) = check_one(s, scope) {
                 problems.push(ParamError {
                     path: path.clone(),
                     message,
@@ -298,14 +331,14 @@ fn check_at(
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 path.push(i.to_string());
-                check_at(item, dag_params, upstream, path, problems);
+                check_at(item, scope, path, problems);
                 path.pop();
             }
         }
         Value::Object(map) => {
             for (k, v) in map {
                 path.push(k.clone());
-                check_at(v, dag_params, upstream, path, problems);
+                check_at(v, scope, path, problems);
                 path.pop();
             }
         }
@@ -313,7 +346,8 @@ fn check_at(
     }
 }
 
-fn check_one(source: &str, dag_params: &Value, upstream: &[String]) -> Result<(), String> {
+fn check_one(source: &str, scope: &Scope<'_>) -> Result<(), String> {
+    let (dag_params, upstream) = (scope.dag_params, scope.upstream);
     let template = ENV
         .template_from_str(source)
         .map_err(|e| format!("template: {}", describe(&e)))?;
@@ -331,6 +365,11 @@ fn check_one(source: &str, dag_params: &Value, upstream: &[String]) -> Result<()
             ));
         }
         match (top, second) {
+            ("map_index" | "element", _) if !scope.mapped => {
+                return Err(format!(
+                    "template: `{top}` is a mapped instance's; this task has no `map_over`"
+                ));
+            }
             ("params", Some(p)) if dag_params.get(p).is_none() => {
                 return Err(format!(
                     "template: `params.{p}` is not one of the DAG's params (add it to [dag] params)"
@@ -454,7 +493,7 @@ mod tests {
         let dag_params = json!({ "table": "plays" });
         let upstream = ["extract".to_string()];
         let check1 = |s: &str| {
-            check(&json!({ "p": s }), &dag_params, &upstream)
+            check(&json!({ "p": s }), &dag_params, &upstream, false)
                 .first()
                 .map(|e| e.message.clone())
         };

@@ -73,6 +73,26 @@ pub struct TaskSpec {
     /// a task id, a list of them, or an object whose `follow` is either.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub branch: bool,
+    /// Where the list comes from that maps this task into one instance per element
+    /// (`None`: the task is not mapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_over: Option<MapOver>,
+    /// At most this many of its mapped instances run at once (`None`: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_mapped: Option<u32>,
+}
+
+/// The list a mapped task runs once per element of, as a DAG file writes it:
+/// `map_over = ["eu", "us"]`, or a path into what the run knows,
+/// `map_over = "upstream.list_files.output.files"`, `"params.regions"`, `"conf.days"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MapOver {
+    /// The elements themselves.
+    List(Vec<serde_json::Value>),
+    /// A dotted path whose first part is `upstream` (then a direct upstream task and
+    /// its `output`), `params` or `conf`.
+    Path(String),
 }
 
 /// How often and how soon a failed task is tried again.

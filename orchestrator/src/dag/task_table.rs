@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::header::is_valid_id;
 use super::walk::{At, Walker, key_span, span_of_path};
-use super::{Diagnostic, RetryPolicy, TaskSpec, cycle};
+use super::{Diagnostic, MapOver, RetryPolicy, TaskSpec, cycle};
 use crate::registry::Registry;
 use crate::trigger_rule::TriggerRule;
 
@@ -32,6 +32,8 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "max_retry_delay",
     "timeout",
     "branch",
+    "map_over",
+    "max_active_mapped",
 ];
 
 /// Retry and timeout settings written in one table; `None` where not written.
@@ -153,6 +155,20 @@ pub(super) fn read_tasks(
             None => TriggerRule::default(),
         };
         let branch = w.boolean(t, "branch", &section);
+        let map_over = read_map_over(w, t, &section, dag_params, &depends_on);
+        let max_active_mapped = w.count(t, "max_active_mapped", &section);
+        if let (Some((_, span)), None) = (&max_active_mapped, &map_over) {
+            w.error(
+                span.clone(),
+                format!("`max_active_mapped` in {section} limits a mapped task: add `map_over`"),
+            );
+        }
+        if let Some((0, span)) = &max_active_mapped {
+            w.error(
+                span.clone(),
+                format!("`max_active_mapped` in {section} must be at least 1"),
+            );
+        }
         let params_value = t.get("params");
         let mut params = w.params_table(t, &section);
         // A file that cannot be read is the one problem to report about the params.
@@ -179,7 +195,7 @@ pub(super) fn read_tasks(
             );
         }
         let upstream: Vec<String> = depends_on.iter().map(|d| d.0.clone()).collect();
-        for e in crate::template::check(&params, dag_params, &upstream) {
+        for e in crate::template::check(&params, dag_params, &upstream, map_over.is_some()) {
             let span = params_value.map_or(item.span(), |v| span_of_path(v, &e.path));
             w.error(span, format!("{section}: {e}"));
         }
@@ -211,6 +227,8 @@ pub(super) fn read_tasks(
             retry: overrides.policy(),
             timeout: overrides.timeout,
             branch: branch.is_some_and(|b| b.0),
+            map_over,
+            max_active_mapped: max_active_mapped.map(|m| m.0),
         });
     }
 
@@ -228,6 +246,56 @@ pub(super) fn read_tasks(
         }
     }
     tasks
+}
+
+/// Reads `map_over`: a list, or a path whose root the file can check (`upstream.<one
+/// of depends_on>.output...`, `params.<a DAG param>...`, `conf...`).
+fn read_map_over(
+    w: &mut Walker<'_>,
+    t: &DeTable<'_>,
+    section: &str,
+    dag_params: &serde_json::Value,
+    depends_on: &[At<String>],
+) -> Option<MapOver> {
+    let value = t.get("map_over")?;
+    let span = value.span();
+    match super::walk::to_json(value.get_ref()) {
+        serde_json::Value::Array(items) => Some(MapOver::List(items)),
+        serde_json::Value::String(path) => {
+            let parts: Vec<&str> = path.split('.').collect();
+            let problem = match parts.as_slice() {
+                ["upstream", task, "output", ..] => (!depends_on.iter().any(|d| d.0 == *task))
+                    .then(|| format!("`{task}` is not one of its upstream tasks (depends_on)")),
+                ["upstream", ..] => Some("write `upstream.<task>.output[.field...]`".into()),
+                ["params", name, ..] => dag_params
+                    .get(*name)
+                    .is_none()
+                    .then(|| format!("`params.{name}` is not one of the DAG's params")),
+                ["conf", _, ..] => None,
+                _ => Some(
+                    "a path starts with `upstream.<task>.output`, `params.<name>` or `conf.<key>`"
+                        .into(),
+                ),
+            };
+            match problem {
+                Some(p) => {
+                    w.error(
+                        span,
+                        format!("invalid map_over \"{path}\" in {section}: {p}"),
+                    );
+                    None
+                }
+                None => Some(MapOver::Path(path)),
+            }
+        }
+        other => {
+            w.error(
+                span,
+                format!("`map_over` in {section} must be a list or a path such as \"upstream.t.output.files\", found {other}"),
+            );
+            None
+        }
+    }
 }
 
 /// Reads the files a kind's params name (`file = "daily.sql"`, relative to the DAG

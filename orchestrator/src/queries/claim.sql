@@ -28,7 +28,8 @@ WITH next AS (
     RETURNING id, ti_id, pokes
 )
 SELECT c.id AS ti_id, a.id AS attempt_id, a.pokes, c.run_id, c.task_id, c.kind, c.params, c.upstream,
-       c.try_number, c.max_tries, c.timeout_ms, c.cancel_requested, c.branch,
+       c.try_number, c.max_tries, c.timeout_ms, c.cancel_requested, c.branch, c.map_over,
+       c.map_index, c.map_element,
        c.started_at AS "started_at!",
        r.dag_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf
 FROM claimed c

@@ -4,6 +4,7 @@
 pub mod dags;
 pub mod datasets;
 pub mod logs;
+pub mod mapped;
 pub mod runs;
 pub mod transitions;
 pub mod workers;

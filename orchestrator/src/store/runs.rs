@@ -139,7 +139,11 @@ pub async fn create(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let mut branches = Vec::with_capacity(n);
+    let (mut branches, mut maps, mut map_limits) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let (mut rules, mut retries, mut delays, mut backoffs, mut max_delays, mut timeouts) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -162,6 +166,12 @@ pub async fn create(
         max_delays.push(t.retry.max_delay.as_millis() as i64);
         timeouts.push(t.timeout.map(|d| d.as_millis() as i64));
         branches.push(t.branch);
+        maps.push(
+            t.map_over
+                .as_ref()
+                .map(|m| serde_json::to_value(m).expect("a list or a path serialises")),
+        );
+        map_limits.push(t.max_active_mapped.map(|m| m as i32));
     }
     sqlx::query_file!(
         "src/queries/insert_task_instances.sql",
@@ -178,6 +188,8 @@ pub async fn create(
         &max_delays,
         &timeouts as &[Option<i64>],
         &branches,
+        &maps as &[Option<Value>],
+        &map_limits as &[Option<i32>],
     )
     .execute(&mut *conn)
     .await?;

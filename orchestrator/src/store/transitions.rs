@@ -68,7 +68,7 @@ async fn bump_downstream(
 /// other direct downstream tasks, or everything below a short circuit); the trigger
 /// rules decide the rest. Returns whether any task was queued. The caller holds the
 /// run's lock.
-async fn task_ended(
+pub(super) async fn task_ended(
     conn: &mut PgConnection,
     run_id: i64,
     task_id: &str,
@@ -144,7 +144,8 @@ async fn decide(
             r#"SELECT id, task_id, trigger_rule, cardinality(upstream) AS "total!",
                     up_success, up_failed, up_upstream_failed, up_skipped
              FROM setlist.task_instances
-             WHERE run_id = $1 AND state = 'scheduled' AND ($2::text[] IS NULL OR upstream && $2::text[])"#,
+             WHERE run_id = $1 AND state = 'scheduled' AND map_parent IS NULL
+               AND ($2::text[] IS NULL OR upstream && $2::text[])"#,
             run_id,
             changed.as_deref() as Option<&[String]>,
         )
@@ -222,7 +223,7 @@ pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option
     Ok(state)
 }
 
-async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<RunState> {
+pub(super) async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<RunState> {
     sqlx::query_scalar!(
         r#"SELECT state AS "state: RunState" FROM setlist.dag_runs WHERE id = $1 FOR UPDATE"#,
         run_id
@@ -283,6 +284,8 @@ pub enum Finished {
     /// The attempt no longer owned the task instance (the reaper retried it
     /// elsewhere); its result was recorded on the attempt and otherwise ignored.
     Superseded,
+    /// A mapped task became this many instances; it ends with the last of them.
+    Mapped(usize),
 }
 
 #[derive(FromRow)]
@@ -296,6 +299,7 @@ struct Owned {
     retry_backoff: bool,
     max_retry_delay_ms: i64,
     cancel_requested: bool,
+    map_parent: Option<String>,
 }
 
 /// Records the end of try `try_number` of a task instance by `worker_id`, moves the
@@ -313,7 +317,7 @@ pub async fn finish_attempt(
     let ti: Owned = sqlx::query_as!(
         Owned,
         r#"SELECT task_id, state AS "state: TaskState", worker_id, try_number, max_tries,
-                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested
+                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested, map_parent
          FROM setlist.task_instances WHERE id = $1 FOR UPDATE"#,
         ti_id
     )
@@ -408,7 +412,11 @@ pub async fn finish_attempt(
         // Workers recompute when to wake for the retry or the poke.
         notify(&mut tx, WORK_CHANNEL, "").await?;
     } else {
-        if task_ended(&mut tx, run_id, &ti.task_id, state, &downstream).await? {
+        let queued = match &ti.map_parent {
+            Some(parent) => super::mapped::instance_ended(&mut tx, run_id, parent).await?,
+            None => task_ended(&mut tx, run_id, &ti.task_id, state, &downstream).await?,
+        };
+        if queued {
             notify(&mut tx, WORK_CHANNEL, "").await?;
         }
         finalize_run(&mut tx, run_id).await?;
@@ -482,15 +490,24 @@ pub async fn clear(
         }
     }
     for task in &selected {
+        refuse_instance(run_id, task)?;
         refuse_move(run_id, task, states[task.as_str()], TaskState::Scheduled)?;
     }
     let selected: Vec<String> = selected.into_iter().collect();
+    // A mapped task maps again when it runs again.
+    sqlx::query!(
+        "DELETE FROM setlist.task_instances WHERE run_id = $1 AND map_parent = ANY ($2)",
+        run_id,
+        &selected,
+    )
+    .execute(&mut *tx)
+    .await?;
     end_waiting_attempts(&mut tx, run_id, &selected, "cleared while waiting").await?;
     sqlx::query!(
         "UPDATE setlist.task_instances
          SET state = 'scheduled', max_tries = try_number + retries + 1, retry_at = NULL,
              queued_at = NULL, started_at = NULL, ended_at = NULL, output = NULL,
-             worker_id = NULL, cancel_requested = false, failure_reason = NULL
+             worker_id = NULL, cancel_requested = false, failure_reason = NULL, map_pending = NULL
          WHERE run_id = $1 AND task_id = ANY ($2)",
         run_id,
         &selected,
@@ -521,6 +538,18 @@ async fn end_waiting_attempts(
     )
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Refuses to clear or mark one instance of a mapped task: the mapped task is what
+/// runs again or is marked.
+fn refuse_instance(run_id: i64, task: &str) -> Result<()> {
+    if crate::mapping::is_instance(task) {
+        let parent = task.rsplit_once('[').map_or(task, |(p, _)| p);
+        return Err(Error::Conflict(format!(
+            "task `{task}` of run {run_id} is one instance of the mapped task `{parent}`: clear or mark `{parent}`"
+        )));
+    }
     Ok(())
 }
 
@@ -558,6 +587,7 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -
     .await?;
     let current =
         current.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
+    refuse_instance(run_id, task_id)?;
     refuse_move(run_id, task_id, current, state)?;
     end_waiting_attempts(
         &mut tx,

@@ -84,6 +84,12 @@ pub struct Claimed {
     pub started_at: DateTime<Utc>,
     /// Which poke of its try this is: 1, or more for a wait poking again.
     pub pokes: i32,
+    /// A mapped task's list (as [`crate::dag::MapOver`] JSON): its attempt maps it.
+    pub map_over: Option<Value>,
+    /// A mapped instance's index, for its templates.
+    pub map_index: Option<i32>,
+    /// A mapped instance's element, for its templates.
+    pub map_element: Option<Value>,
     /// The run's DAG, handed to the task in its context.
     pub dag_id: String,
     /// The run's logical date, handed to the task in its context.
@@ -158,6 +164,9 @@ impl Worker {
 
     /// Runs a claimed attempt and records its end.
     pub async fn execute(&self, c: Claimed, cancel: CancellationToken) -> Result<Executed> {
+        if let Some(map_over) = c.map_over.clone() {
+            return self.map(c, map_over).await;
+        }
         let outcome = self.attempt(&c, cancel).await?;
         if let Outcome::Failed { reason, message } = &outcome {
             tracing::info!(dag = %c.dag_id, run = c.run_id, task = %c.task_id, try_number = c.try_number, %reason, error = %message, "Task attempt failed.");
@@ -179,33 +188,88 @@ impl Worker {
         })
     }
 
-    async fn attempt(&self, c: &Claimed, cancel: CancellationToken) -> Result<Outcome> {
-        let upstream_outputs: BTreeMap<String, Value> = if c.upstream.is_empty() {
-            BTreeMap::new()
-        } else {
-            sqlx::query!(
-                r#"SELECT task_id, output AS "output!" FROM setlist.task_instances
-                   WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL"#,
-                c.run_id,
-                &c.upstream,
-            )
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| (r.task_id, r.output))
-            .collect()
+    /// The attempt of a mapped task: resolves its list and turns it into instances.
+    async fn map(&self, c: Claimed, map_over: Value) -> Result<Executed> {
+        let (log, writer) = log_writer::spawn(self.pool.clone(), c.attempt_id, false);
+        let upstream_outputs = self.upstream_outputs(&c).await?;
+        let run_params = self.run_params(c.run_id).await?;
+        let elements = serde_json::from_value::<crate::dag::MapOver>(map_over)
+            .map_err(|e| format!("map_over: {e}"))
+            .and_then(|m| crate::mapping::resolve(&m, &upstream_outputs, &run_params, &c.conf));
+        let result = match elements {
+            Ok(elements) => {
+                log.info(format!("Mapped into {} instance(s).", elements.len()));
+                crate::store::mapped::expand(
+                    &self.pool,
+                    c.run_id,
+                    c.ti_id,
+                    c.try_number,
+                    self.id,
+                    elements,
+                )
+                .await?
+            }
+            Err(message) => {
+                log.info(format!(
+                    "Attempt {} failed (invalid): {message}",
+                    c.try_number
+                ));
+                transitions::finish_attempt(
+                    &self.pool,
+                    c.run_id,
+                    c.ti_id,
+                    c.try_number,
+                    self.id,
+                    Outcome::failed(FailureReason::Invalid, message),
+                )
+                .await?
+            }
         };
+        drop(log);
+        let _ = writer.await;
+        Ok(Executed {
+            run_id: c.run_id,
+            task_id: c.task_id,
+            try_number: c.try_number,
+            result,
+        })
+    }
+
+    /// The run's params, fixed when it was created.
+    async fn run_params(&self, run_id: i64) -> Result<Value> {
+        Ok(
+            sqlx::query_scalar!("SELECT params FROM setlist.dag_runs WHERE id = $1", run_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The outputs of a claimed task's upstream tasks that succeeded.
+    async fn upstream_outputs(&self, c: &Claimed) -> Result<BTreeMap<String, Value>> {
+        if c.upstream.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        Ok(sqlx::query!(
+            r#"SELECT task_id, output AS "output!" FROM setlist.task_instances
+               WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL"#,
+            c.run_id,
+            &c.upstream,
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.task_id, r.output))
+        .collect())
+    }
+
+    async fn attempt(&self, c: &Claimed, cancel: CancellationToken) -> Result<Outcome> {
+        let upstream_outputs = self.upstream_outputs(c).await?;
         // Templated strings render against this attempt's context; params without
         // templates are used as they are, at no cost.
         let templated = crate::template::has_templates(&c.params);
         let params = if templated {
-            let run_params: Value = sqlx::query_scalar!(
-                "SELECT params FROM setlist.dag_runs WHERE id = $1",
-                c.run_id
-            )
-            .fetch_one(&self.pool)
-            .await?;
-            let context = crate::template::Context::new(
+            let run_params = self.run_params(c.run_id).await?;
+            let mut context = crate::template::Context::new(
                 &c.dag_id,
                 c.run_id,
                 &c.task_id,
@@ -216,6 +280,9 @@ impl Worker {
                 &run_params,
                 &upstream_outputs,
             );
+            if let Some(index) = c.map_index {
+                context = context.mapped(index, c.map_element.clone().unwrap_or_default());
+            }
             match crate::template::render(&c.params, &context) {
                 Ok(rendered) => rendered,
                 Err(e) => return Ok(Outcome::failed(FailureReason::Invalid, e.to_string())),

@@ -142,7 +142,8 @@ pub async fn show(
         .unwrap_or_default();
     let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
     let cells: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT run_id, task_id, state::text FROM setlist.task_instances WHERE run_id = ANY ($1)",
+        "SELECT run_id, task_id, state::text FROM setlist.task_instances
+         WHERE run_id = ANY ($1) AND map_parent IS NULL",
     )
     .bind(&run_ids)
     .fetch_all(&state.pool)

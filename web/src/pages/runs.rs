@@ -1,6 +1,6 @@
 //! A run: its task instances with state, tries, times and a gantt bar each, and the
-//! per-model and per-test results of its dbt tasks. The page refreshes itself while
-//! the run is not done.
+//! per-model and per-test results of its dbt tasks. A mapped task is one row that
+//! opens into its instances. The page refreshes itself while the run is not done.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -20,7 +20,14 @@ pub struct TaskLine {
     pub duration: String,
     pub offset_pct: String,
     pub width_pct: String,
+    /// A mapped task's instances, in order (at most [`SHOWN_INSTANCES`]).
+    pub instances: Vec<TaskLine>,
+    /// A mapped task's instances by state, e.g. "1000 instances: 998 success, 2 failed".
+    pub mapped: String,
 }
+
+/// The most instances of one mapped task the page lists.
+const SHOWN_INSTANCES: usize = 500;
 
 /// One dbt node's result, from a dbt task's output.
 pub struct NodeLine {
@@ -109,7 +116,7 @@ pub async fn show(
         .iter()
         .filter_map(|t| dbt_results(&t.task_id, t.output.as_ref()))
         .collect();
-    let tasks = tasks
+    let lines: Vec<TaskLine> = tasks
         .into_iter()
         .map(|t| {
             let (offset, width) = match (first, t.started_at) {
@@ -136,9 +143,12 @@ pub async fn show(
                 end: when(t.ended_at),
                 offset_pct: format!("{offset:.2}"),
                 width_pct: format!("{width:.2}"),
+                instances: Vec::new(),
+                mapped: String::new(),
             }
         })
         .collect();
+    let tasks = group_instances(lines);
     page(RunPage {
         id: run.id,
         dag_id: run.dag_id,
@@ -154,4 +164,45 @@ pub async fn show(
         ),
         tasks,
     })
+}
+
+/// Puts each mapped instance (`task[i]`) under its mapped task's line, in index order,
+/// and sums them up by state.
+fn group_instances(lines: Vec<TaskLine>) -> Vec<TaskLine> {
+    let (instances, mut tasks): (Vec<TaskLine>, Vec<TaskLine>) = lines
+        .into_iter()
+        .partition(|t| orchestrator::mapping::is_instance(&t.task_id));
+    let mut by_parent: std::collections::HashMap<String, Vec<TaskLine>> = Default::default();
+    for i in instances {
+        let parent = i
+            .task_id
+            .rsplit_once('[')
+            .map_or("", |(p, _)| p)
+            .to_string();
+        by_parent.entry(parent).or_default().push(i);
+    }
+    for task in &mut tasks {
+        let Some(mut mine) = by_parent.remove(&task.task_id) else {
+            continue;
+        };
+        let index = |t: &TaskLine| -> usize {
+            t.task_id
+                .rsplit_once('[')
+                .and_then(|(_, i)| i.trim_end_matches(']').parse().ok())
+                .unwrap_or(0)
+        };
+        mine.sort_by_key(index);
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for i in &mine {
+            *counts.entry(i.state.as_str()).or_default() += 1;
+        }
+        let by_state: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        task.mapped = format!("{} instances: {}", mine.len(), by_state.join(", "));
+        if mine.len() > SHOWN_INSTANCES {
+            task.mapped += &format!(" (the first {SHOWN_INSTANCES} listed)");
+        }
+        mine.truncate(SHOWN_INSTANCES);
+        task.instances = mine;
+    }
+    tasks
 }
