@@ -156,3 +156,46 @@ fn a_task_naming_a_connection_the_configuration_lacks_is_named_at_its_place() {
         )]
     );
 }
+
+#[test]
+fn a_task_group_is_a_dependency_target_for_its_last_tasks() {
+    let dag = common::dag(
+        r#"
+        [dag]
+        id = "grouped"
+        [[task]]
+        id = "load"
+        kind = "noop"
+        depends_on = ["group:extract"]
+        [[task]]
+        id = "a"
+        kind = "noop"
+        group = "extract"
+        [[task]]
+        id = "b"
+        kind = "noop"
+        group = "extract"
+        depends_on = ["a"]
+        [[task]]
+        id = "c"
+        kind = "noop"
+        group = "extract"
+    "#,
+    );
+    assert_eq!(dag.task("load").unwrap().depends_on, ["b", "c"]);
+    assert_eq!(dag.task("a").unwrap().group.as_deref(), Some("extract"));
+    let errors = orchestrator::dag::parse_dag(
+        Path::new("groups.toml"),
+        "[dag]\nid = \"g\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\ngroup = \"x\"\ndepends_on = [\"group:x\"]\n[[task]]\nid = \"b\"\nkind = \"noop\"\ndepends_on = [\"group:y\"]\n",
+        &common::registry(),
+    )
+    .unwrap_err();
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "groups.toml:7:15: task `a` is in group `x` and cannot depend on it",
+            "groups.toml:11:15: task `b` depends on unknown group `y` (groups: x)",
+        ]
+    );
+}

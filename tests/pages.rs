@@ -406,3 +406,75 @@ async fn a_mapped_task_is_one_row_that_opens_into_its_instances_and_a_wait_shows
         "{instance}"
     );
 }
+
+#[tokio::test]
+async fn a_task_group_is_one_box_of_the_graph_and_one_grid_row_that_opens_into_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("grouped.toml"),
+        r#"
+        [dag]
+        id = "grouped"
+        [[task]]
+        id = "start"
+        kind = "noop"
+        [[task]]
+        id = "extract_a"
+        kind = "noop"
+        group = "extract"
+        depends_on = ["start"]
+        [[task]]
+        id = "extract_b"
+        kind = "shell"
+        group = "extract"
+        depends_on = ["start"]
+        params = { command = "exit 1" }
+        [[task]]
+        id = "load"
+        kind = "noop"
+        depends_on = ["group:extract"]
+    "#,
+    )
+    .unwrap();
+    let api = common::web::serve_dags(dir.path(), &["--public-reads"]).await;
+    let (_, body) = api.post("/api/v1/dags/grouped/runs", None).await;
+    assert!(body["run_id"].is_i64(), "{body}");
+    common::start_runs(&api.db.pool).await;
+    common::drain(&common::worker(&api.db).await).await;
+
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}/dags/grouped", api.base))
+        .await
+        .unwrap();
+    let graph = b
+        .client
+        .find(Locator::Css("#graph"))
+        .await
+        .unwrap()
+        .html(false)
+        .await
+        .unwrap();
+    // Three boxes: start, the group (failed, as one of its tasks), load.
+    assert_eq!(graph.matches("<rect").count(), 3, "{graph}");
+    assert!(
+        graph.contains("<title>extract (2 tasks): failed</title>"),
+        "{graph}"
+    );
+    let member = Locator::Css(r#"#grid tr.member[data-group="extract"]"#);
+    assert!(
+        !b.client
+            .find(member)
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    b.click("#grid tr.group-row button.fold").await;
+    let rows = b.client.find_all(member).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].is_displayed().await.unwrap());
+    assert_eq!(rows[1].text().await.unwrap(), "extract_b");
+    b.shot("dag_grouped").await;
+}

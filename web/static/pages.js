@@ -48,3 +48,15 @@
     },
   });
 })();
+
+// A task group's row in the grid opens into (and closes over) its tasks' rows.
+(function () {
+  for (const row of document.querySelectorAll("#grid tr.group-row")) {
+    row.querySelector("button.fold").addEventListener("click", () => {
+      const members = document.querySelectorAll(`#grid tr.member[data-group="${row.dataset.group}"]`);
+      const open = [...members].some((m) => m.hidden);
+      for (const m of members) m.hidden = !open;
+      row.classList.toggle("open", open);
+    });
+  }
+})();

@@ -80,6 +80,10 @@ pub struct TaskSpec {
     /// At most this many of its mapped instances run at once (`None`: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_mapped: Option<u32>,
+    /// The task group it belongs to, folded into one box in the graph and one row in
+    /// the grid; `depends_on = ["group:NAME"]` depends on the group's last tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// The list a mapped task runs once per element of, as a DAG file writes it:

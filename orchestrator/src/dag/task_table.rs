@@ -34,6 +34,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "branch",
     "map_over",
     "max_active_mapped",
+    "group",
 ];
 
 /// Retry and timeout settings written in one table; `None` where not written.
@@ -116,6 +117,7 @@ pub(super) fn read_tasks(
         return Vec::new();
     };
 
+    let groups = Groups::of(items);
     let mut tasks = Vec::new();
     let mut id_spans: Vec<std::ops::Range<usize>> = Vec::new();
     let mut dep_spans: Vec<Vec<At<String>>> = Vec::new();
@@ -140,7 +142,24 @@ pub(super) fn read_tasks(
         if kind.is_none() && !t.contains_key("kind") {
             w.error(item.span(), format!("missing `kind` in {section}"));
         }
+        let group = w.string(t, "group", &section);
+        if let Some((name, span)) = &group
+            && !is_valid_id(name)
+        {
+            w.error(
+                span.clone(),
+                format!(
+                    "invalid group \"{name}\" in {section}: use letters, digits, `_`, `-` and `.`"
+                ),
+            );
+        }
         let depends_on = w.strings(t, "depends_on", &section).unwrap_or_default();
+        let depends_on = groups.expand(
+            w,
+            depends_on,
+            group.as_ref().map(|g| g.0.as_str()),
+            &section,
+        );
         let trigger_rule = match w.string(t, "trigger_rule", &section) {
             Some((name, span)) => TriggerRule::parse(&name).unwrap_or_else(|| {
                 w.error(
@@ -229,6 +248,7 @@ pub(super) fn read_tasks(
             branch: branch.is_some_and(|b| b.0),
             map_over,
             max_active_mapped: max_active_mapped.map(|m| m.0),
+            group: group.map(|g| g.0),
         });
     }
 
@@ -246,6 +266,98 @@ pub(super) fn read_tasks(
         }
     }
     tasks
+}
+
+/// The task groups of a file (`group = "extract"`), read before its tasks so that
+/// `depends_on = ["group:extract"]` can name one before or after its members.
+struct Groups {
+    /// Each group's last tasks: its members that no other member depends on.
+    leaves: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Groups {
+    fn of(items: &[Spanned<DeValue<'_>>]) -> Self {
+        let text = |t: &DeTable<'_>, key: &str| -> Option<String> {
+            t.get(key)?.get_ref().as_str().map(String::from)
+        };
+        let mut members: std::collections::BTreeMap<String, Vec<(String, Vec<String>)>> =
+            Default::default();
+        for item in items {
+            let Some(t) = item.get_ref().as_table() else {
+                continue;
+            };
+            let (Some(id), Some(group)) = (text(t, "id"), text(t, "group")) else {
+                continue;
+            };
+            let deps = t
+                .get("depends_on")
+                .and_then(|d| d.get_ref().as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.get_ref().as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            members.entry(group).or_default().push((id, deps));
+        }
+        let leaves = members
+            .into_iter()
+            .map(|(group, tasks)| {
+                let last = tasks
+                    .iter()
+                    .filter(|(id, _)| !tasks.iter().any(|(_, deps)| deps.contains(id)))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                (group, last)
+            })
+            .collect();
+        Self { leaves }
+    }
+
+    /// `depends_on` with each `group:NAME` replaced by that group's last tasks.
+    fn expand(
+        &self,
+        w: &mut Walker<'_>,
+        depends_on: Vec<At<String>>,
+        own: Option<&str>,
+        section: &str,
+    ) -> Vec<At<String>> {
+        let mut out: Vec<At<String>> = Vec::with_capacity(depends_on.len());
+        for (dep, span) in depends_on {
+            let Some(name) = dep.strip_prefix("group:") else {
+                out.push((dep, span));
+                continue;
+            };
+            match self.leaves.get(name) {
+                None => {
+                    let known: Vec<&str> = self.leaves.keys().map(String::as_str).collect();
+                    w.error(
+                        span,
+                        format!(
+                            "{section} depends on unknown group `{name}` (groups: {})",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+                Some(_) if own == Some(name) => w.error(
+                    span,
+                    format!("{section} is in group `{name}` and cannot depend on it"),
+                ),
+                Some(leaves) => {
+                    for leaf in leaves {
+                        if !out.iter().any(|(d, _)| d == leaf) {
+                            out.push((leaf.clone(), span.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Reads `map_over`: a list, or a path whose root the file can check (`upstream.<one

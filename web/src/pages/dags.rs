@@ -113,6 +113,10 @@ pub struct TaskRow {
 pub struct GridRow {
     pub task_id: String,
     pub cells: Vec<String>,
+    /// A group's row (which opens into its tasks' rows), or `None`.
+    pub group_of: Option<String>,
+    /// The group a task's row sits in (hidden until its group row opens), or `None`.
+    pub member_of: Option<String>,
 }
 
 #[derive(Template)]
@@ -152,38 +156,74 @@ pub async fn show(
         .iter()
         .map(|(run, task, s)| ((*run, task.as_str()), s.as_str()))
         .collect();
-    let grid = dag
-        .tasks
-        .iter()
-        .map(|t| GridRow {
+    let cell = |run: i64, task: &str| -> String {
+        states.get(&(run, task)).unwrap_or(&"none").to_string()
+    };
+    let (shape, node_of) = super::groups::fold(&dag.tasks);
+    let mut grid: Vec<GridRow> = Vec::new();
+    for t in &dag.tasks {
+        if let Some(g) = &t.group
+            && !grid.iter().any(|r| r.group_of.as_ref() == Some(g))
+        {
+            let members: Vec<&str> = dag
+                .tasks
+                .iter()
+                .filter(|m| m.group.as_ref() == Some(g))
+                .map(|m| m.id.as_str())
+                .collect();
+            grid.push(GridRow {
+                task_id: node_of[&t.id].clone(),
+                cells: run_ids
+                    .iter()
+                    .map(|r| {
+                        let cells: Vec<String> = members.iter().map(|m| cell(*r, m)).collect();
+                        super::groups::fold_state(cells.iter().map(String::as_str))
+                    })
+                    .collect(),
+                group_of: Some(g.clone()),
+                member_of: None,
+            });
+        }
+        grid.push(GridRow {
             task_id: t.id.clone(),
-            cells: run_ids
-                .iter()
-                .map(|r| {
-                    states
-                        .get(&(*r, t.id.as_str()))
-                        .unwrap_or(&"none")
-                        .to_string()
-                })
-                .collect(),
-        })
-        .collect();
-    // The graph shows the newest run's states.
-    let latest: HashMap<String, String> = run_ids
-        .last()
-        .map(|newest| {
-            cells
-                .iter()
-                .filter(|(r, _, _)| r == newest)
-                .map(|(_, t, s)| (t.clone(), s.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let shape: Vec<(String, Vec<String>)> = dag
-        .tasks
+            cells: run_ids.iter().map(|r| cell(*r, &t.id)).collect(),
+            group_of: None,
+            member_of: t.group.clone(),
+        });
+    }
+    // Members follow their group's row.
+    let order: Vec<String> = grid
         .iter()
-        .map(|t| (t.id.clone(), t.depends_on.clone()))
+        .filter(|r| r.member_of.is_none())
+        .map(|r| r.group_of.clone().unwrap_or_else(|| r.task_id.clone()))
         .collect();
+    grid.sort_by_key(|r| {
+        let key = r
+            .member_of
+            .clone()
+            .or(r.group_of.clone())
+            .unwrap_or_else(|| r.task_id.clone());
+        (
+            order.iter().position(|o| *o == key).unwrap_or(usize::MAX),
+            r.member_of.is_some(),
+        )
+    });
+    // The graph shows the newest run's states.
+    let mut latest: HashMap<String, String> = HashMap::new();
+    if let Some(newest) = run_ids.last() {
+        for (node, _) in &shape {
+            let members: Vec<String> = dag
+                .tasks
+                .iter()
+                .filter(|t| node_of[&t.id] == *node)
+                .map(|t| cell(*newest, &t.id))
+                .collect();
+            latest.insert(
+                node.clone(),
+                super::groups::fold_state(members.iter().map(String::as_str)),
+            );
+        }
+    }
     let graph = super::graph::layout(&shape, &latest);
     let durations = durations(&state, &dag.id).await?;
     let tasks = dag

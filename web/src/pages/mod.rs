@@ -5,6 +5,7 @@ mod actions;
 mod analytics;
 mod dags;
 mod graph;
+mod groups;
 mod health;
 mod login;
 mod runs;
