@@ -38,9 +38,11 @@ pub fn label(group: &str, size: usize) -> String {
     format!("{group} ({size} tasks)")
 }
 
-/// The DAG's shape with each group folded into one node: (node, upstream nodes), in
-/// file order, and each task's node.
-pub fn fold(tasks: &[TaskSpec]) -> (Vec<(String, Vec<String>)>, HashMap<String, String>) {
+/// Nodes of a graph with their upstream nodes, in file order.
+pub type Shape = Vec<(String, Vec<String>)>;
+
+/// The DAG's shape with each group folded into one node, and each task's node.
+pub fn fold(tasks: &[TaskSpec]) -> (Shape, HashMap<String, String>) {
     let mut sizes: HashMap<&str, usize> = HashMap::new();
     for t in tasks {
         if let Some(g) = &t.group {
@@ -57,7 +59,7 @@ pub fn fold(tasks: &[TaskSpec]) -> (Vec<(String, Vec<String>)>, HashMap<String, 
             (t.id.clone(), node)
         })
         .collect();
-    let mut shape: Vec<(String, Vec<String>)> = Vec::new();
+    let mut shape: Shape = Vec::new();
     for t in tasks {
         let node = &node_of[&t.id];
         let at = match shape.iter().position(|(n, _)| n == node) {
