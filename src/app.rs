@@ -136,6 +136,23 @@ impl App {
                 }
             }));
         }
+        if services.scheduler {
+            // Alerts go out from where runs are decided; several senders share the work.
+            let settings = self
+                .resources()
+                .get::<Settings>()
+                .expect("the resources hold the settings");
+            let web = &self.config.web;
+            let base = web
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", web.bind));
+            let sender = tasks::alerts::Sender::new(self.pool.clone(), settings, Some(base));
+            running.spawn(supervise("alerts", shutdown.clone(), {
+                let shutdown = shutdown.clone();
+                move || sender.clone().run(shutdown.clone())
+            }));
+        }
         for _ in 0..services.workers {
             let worker = Arc::new(
                 Worker::register(

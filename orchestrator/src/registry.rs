@@ -127,6 +127,12 @@ impl Registry {
         self
     }
 
+    /// The connections the configuration defines; `None` when this registry does not
+    /// check them.
+    pub fn connection_names(&self) -> Option<&BTreeSet<String>> {
+        self.connections.as_ref()
+    }
+
     /// Whether `kind` is registered, so DAG loading can reject unknown kinds early.
     pub fn contains(&self, kind: &str) -> bool {
         self.kinds.contains_key(kind)

@@ -146,6 +146,9 @@ pub struct WebSettings {
     pub public_reads: bool,
     /// The bearer token of the API; absent: one made once in `.setlist/api-token`.
     pub api_token: Option<Secret>,
+    /// Where people open the pages (`https://setlist.example.com`), for the links in
+    /// alerts; absent: `http://` and `bind`.
+    pub public_url: Option<String>,
 }
 
 impl Default for WebSettings {
@@ -155,6 +158,7 @@ impl Default for WebSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_reads: false,
             api_token: None,
+            public_url: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod airflow;
+pub mod alerts;
 pub mod branch;
 pub mod bronze;
 pub mod connection;

@@ -278,18 +278,25 @@ pub async fn trigger(db: &TestDb, dag: &Dag) -> i64 {
     id
 }
 pub mod airflow;
+pub mod http;
 pub mod streaming;
 pub mod web;
 
-/// A worker whose attempts get `connections` (each `name = URL`).
-pub async fn worker_with(db: &TestDb, connections: &[(&str, String)]) -> Worker {
+/// The settings a process would hand its tasks, with `connections` (each `name = URL`).
+pub fn settings_with(
+    db: &TestDb,
+    connections: &[(&str, String)],
+) -> Arc<tasks::settings::Settings> {
+    Arc::new(build_settings(db, connections))
+}
+
+fn build_settings(db: &TestDb, connections: &[(&str, String)]) -> tasks::settings::Settings {
     let connections = tasks::connection::Connections::new(connections.iter().map(|(name, url)| {
         tasks::connection::ConnectionSettings::from_url(url.clone())
             .resolve(name, &|_| None)
             .unwrap()
     }));
-    let names: Vec<String> = connections.iter().map(|c| c.name.clone()).collect();
-    let settings = tasks::settings::Settings::new(
+    tasks::settings::Settings::new(
         Default::default(),
         Default::default(),
         Default::default(),
@@ -297,7 +304,17 @@ pub async fn worker_with(db: &TestDb, connections: &[(&str, String)]) -> Worker 
         connections,
         orchestrator::DbUrl::new(db.url.clone()),
         db.pool.clone(),
-    );
+    )
+}
+
+/// A worker whose attempts get `connections` (each `name = URL`).
+pub async fn worker_with(db: &TestDb, connections: &[(&str, String)]) -> Worker {
+    let settings = build_settings(db, connections);
+    let names: Vec<String> = settings
+        .connections
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     let registry = Arc::new(tasks::registry().with_connections(names));
     Worker::register(
         db.pool.clone(),

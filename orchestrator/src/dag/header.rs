@@ -20,6 +20,9 @@ pub(super) const DAG_KEYS: &[&str] = &[
     "max_active_runs",
     "triggered_by",
     "params",
+    "on_failure",
+    "on_success",
+    "on_retry",
 ];
 pub(super) struct Header {
     pub(super) id: String,

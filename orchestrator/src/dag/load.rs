@@ -143,6 +143,9 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
         }
         None => Overrides::default(),
     };
+    let alerts = dag_table
+        .map(|t| super::alerts::read(&mut w, t, "[dag]", registry))
+        .unwrap_or_default();
     let tasks = read_tasks(&mut w, doc, registry, &defaults, &dag_params);
 
     if dag_table.is_none() {
@@ -160,6 +163,7 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
             max_active_runs: h.max_active_runs,
             triggered_by: h.triggered_by,
             params: h.params,
+            alerts,
             tasks,
             file: file.to_path_buf(),
         }),

@@ -1,5 +1,6 @@
 //! The DAG model: what a validated TOML DAG file becomes.
 
+mod alerts;
 mod cycle;
 mod diagnostic;
 mod header;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use alerts::Alerts;
 pub use diagnostic::Diagnostic;
 pub use load::{DagBag, Fingerprint, fingerprint, load_dir, load_file, parse_dag};
 
@@ -43,6 +45,9 @@ pub struct Dag {
     /// Values templates read as `params.x`; a run's conf may replace each by name.
     #[serde(default = "empty_object", skip_serializing_if = "is_empty_object")]
     pub params: serde_json::Value,
+    /// The notify connections that hear of a run's outcome.
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
     /// The file the DAG was loaded from, for messages that point back at it (kept in
@@ -84,6 +89,9 @@ pub struct TaskSpec {
     /// the grid; `depends_on = ["group:NAME"]` depends on the group's last tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The notify connections that hear of this task's failure, success or retry.
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
 }
 
 /// The list a mapped task runs once per element of, as a DAG file writes it:

@@ -35,6 +35,9 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "map_over",
     "max_active_mapped",
     "group",
+    "on_failure",
+    "on_success",
+    "on_retry",
 ];
 
 /// Retry and timeout settings written in one table; `None` where not written.
@@ -174,6 +177,7 @@ pub(super) fn read_tasks(
             None => TriggerRule::default(),
         };
         let branch = w.boolean(t, "branch", &section);
+        let alerts = super::alerts::read(w, t, &section, registry);
         let map_over = read_map_over(w, t, &section, dag_params, &depends_on);
         let max_active_mapped = w.count(t, "max_active_mapped", &section);
         if let (Some((_, span)), None) = (&max_active_mapped, &map_over) {
@@ -249,6 +253,7 @@ pub(super) fn read_tasks(
             map_over,
             max_active_mapped: max_active_mapped.map(|m| m.0),
             group: group.map(|g| g.0),
+            alerts,
         });
     }
 

@@ -10,4 +10,4 @@ WHERE r.id = $1 AND r.state = 'running'
   AND NOT EXISTS (
       SELECT 1 FROM setlist.task_instances
       WHERE run_id = $1 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry', 'waiting'))
-RETURNING r.state AS "state: RunState"
+RETURNING r.state AS "state: RunState", r.alerts

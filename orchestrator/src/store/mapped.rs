@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::alerts::Event;
 use super::transitions::{Finished, finalize_run, lock_run, task_ended};
 use super::{WORK_CHANNEL, notify};
 use crate::error::{Error, Result};
@@ -171,17 +172,26 @@ pub(super) async fn instance_ended(
     TaskState::Running
         .check_move(state, Actor::Engine)
         .map_err(Error::Conflict)?;
-    sqlx::query!(
+    let alerts = sqlx::query_scalar!(
         "UPDATE setlist.task_instances
          SET state = $3, output = $4, failure_reason = $5, ended_at = clock_timestamp()
-         WHERE run_id = $1 AND task_id = $2",
+         WHERE run_id = $1 AND task_id = $2
+         RETURNING alerts",
         run_id,
         parent,
         state as TaskState,
         ended.outputs,
         reason as Option<FailureReason>,
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
+    let event = match state {
+        TaskState::Failed => Some(Event::Failure),
+        TaskState::Success => Some(Event::Success),
+        _ => None,
+    };
+    if let Some(event) = event {
+        super::alerts::enqueue(conn, run_id, Some(parent), event, alerts.as_ref()).await?;
+    }
     Ok(task_ended(conn, run_id, parent, state, &Downstream::All).await? || queued)
 }

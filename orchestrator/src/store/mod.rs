@@ -1,6 +1,7 @@
 //! The PostgreSQL state store. SQL sits beside the code that runs it; long queries
 //! live in `queries/*.sql`.
 
+pub mod alerts;
 pub mod dags;
 pub mod datasets;
 pub mod logs;
@@ -25,6 +26,8 @@ pub const WORK_CHANNEL: &str = "setlist_work";
 pub const CANCEL_CHANNEL: &str = "setlist_cancel";
 /// Channel the scheduler LISTENs on: a run was created or ended.
 pub const SCHEDULER_CHANNEL: &str = "setlist_scheduler";
+/// Channel alert senders LISTEN on: an alert is due.
+pub const ALERTS_CHANNEL: &str = "setlist_alerts";
 
 /// Connects to the state store at `url`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {

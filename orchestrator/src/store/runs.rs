@@ -113,8 +113,9 @@ pub async fn create(
     let params = crate::template::run_params(&dag.params, conf);
     let run_id: Option<i64> = sqlx::query_scalar!(
         "INSERT INTO setlist.dag_runs
-            (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf, params)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)
+            (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf, params,
+             alerts)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)
          ON CONFLICT (dag_id, logical_date) DO NOTHING
          RETURNING id",
         dag.id,
@@ -124,6 +125,7 @@ pub async fn create(
         run_type as RunType,
         conf,
         params,
+        dag.alerts.to_json(),
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -139,6 +141,7 @@ pub async fn create(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut task_alerts = Vec::with_capacity(n);
     let (mut branches, mut maps, mut map_limits) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -172,6 +175,7 @@ pub async fn create(
                 .map(|m| serde_json::to_value(m).expect("a list or a path serialises")),
         );
         map_limits.push(t.max_active_mapped.map(|m| m as i32));
+        task_alerts.push(t.alerts.to_json());
     }
     sqlx::query_file!(
         "src/queries/insert_task_instances.sql",
@@ -190,6 +194,7 @@ pub async fn create(
         &branches,
         &maps as &[Option<Value>],
         &map_limits as &[Option<i32>],
+        &task_alerts as &[Option<Value>],
     )
     .execute(&mut *conn)
     .await?;

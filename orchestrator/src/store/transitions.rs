@@ -12,6 +12,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::alerts::Event;
 use super::{CANCEL_CHANNEL, SCHEDULER_CHANNEL, WORK_CHANNEL, notify};
 use crate::dag::RetryPolicy;
 use crate::error::{Error, Result};
@@ -212,15 +213,21 @@ async fn decide(
     }
 }
 
-/// Ends the run if all its tasks are done; returns its final state.
+/// Ends the run if all its tasks are done, with its alerts; returns its final state.
 pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option<RunState>> {
-    let state: Option<RunState> = sqlx::query_file_scalar!("src/queries/finalize_run.sql", run_id)
+    let Some(ended) = sqlx::query_file!("src/queries/finalize_run.sql", run_id)
         .fetch_optional(&mut *conn)
-        .await?;
-    if state.is_some() {
-        notify(conn, SCHEDULER_CHANNEL, &run_id.to_string()).await?;
-    }
-    Ok(state)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let event = match ended.state {
+        RunState::Success => Event::Success,
+        _ => Event::Failure,
+    };
+    super::alerts::enqueue(conn, run_id, None, event, ended.alerts.as_ref()).await?;
+    notify(conn, SCHEDULER_CHANNEL, &run_id.to_string()).await?;
+    Ok(Some(ended.state))
 }
 
 pub(super) async fn lock_run(conn: &mut PgConnection, run_id: i64) -> Result<RunState> {
@@ -300,6 +307,7 @@ struct Owned {
     max_retry_delay_ms: i64,
     cancel_requested: bool,
     map_parent: Option<String>,
+    alerts: Option<Value>,
 }
 
 /// Records the end of try `try_number` of a task instance by `worker_id`, moves the
@@ -317,7 +325,7 @@ pub async fn finish_attempt(
     let ti: Owned = sqlx::query_as!(
         Owned,
         r#"SELECT task_id, state AS "state: TaskState", worker_id, try_number, max_tries,
-                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested, map_parent
+                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested, map_parent, alerts
          FROM setlist.task_instances WHERE id = $1 FOR UPDATE"#,
         ti_id
     )
@@ -408,6 +416,22 @@ pub async fn finish_attempt(
     )
     .execute(&mut *tx)
     .await?;
+    let event = match state {
+        TaskState::Failed => Some(Event::Failure),
+        TaskState::Success => Some(Event::Success),
+        TaskState::UpForRetry => Some(Event::Retry),
+        _ => None,
+    };
+    if let Some(event) = event {
+        super::alerts::enqueue(
+            &mut tx,
+            run_id,
+            Some(&ti.task_id),
+            event,
+            ti.alerts.as_ref(),
+        )
+        .await?;
+    }
     if matches!(state, TaskState::UpForRetry | TaskState::Waiting) {
         // Workers recompute when to wake for the retry or the poke.
         notify(&mut tx, WORK_CHANNEL, "").await?;

@@ -56,73 +56,106 @@ impl Task for Notify {
     async fn run(&self, ctx: &TaskContext) -> anyhow::Result<Value> {
         let settings = Settings::of(ctx);
         let connection = settings.connections.named(&self.connection)?;
-        match connection.kind {
-            ConnectionKind::Webhook => self.post(ctx, connection).await,
-            ConnectionKind::Smtp => {
-                let subject = self.subject.clone().unwrap_or_else(|| {
-                    format!(
-                        "Setlist: {} run {} ({})",
-                        ctx.dag_id, ctx.run_id, ctx.task_id
-                    )
-                });
-                let to = email::send(
-                    connection,
-                    self.from.as_deref(),
-                    &self.to,
-                    &subject,
-                    &self.message,
-                )
-                .await?;
-                ctx.log.info(format!(
-                    "Mailed {} through {}.",
-                    to.join(", "),
-                    connection.shown()
-                ));
-                Ok(json!({ "sent": "email", "to": to, "subject": subject }))
-            }
-            other => Err(Fatal(format!(
-                "connection `{}` is a {other} connection; notify sends through webhook or smtp",
-                self.connection
-            ))
-            .into()),
-        }
-    }
-}
-
-impl Notify {
-    async fn post(&self, ctx: &TaskContext, connection: &Connection) -> anyhow::Result<Value> {
-        if !self.to.is_empty() || self.subject.is_some() || self.from.is_some() {
+        if connection.kind == ConnectionKind::Webhook
+            && (!self.to.is_empty() || self.subject.is_some() || self.from.is_some())
+        {
             return Err(Fatal(
                 "`to`, `subject` and `from` are for an smtp connection, not a webhook".into(),
             )
             .into());
         }
-        let body = self
-            .payload
-            .clone()
-            .unwrap_or_else(|| json!({ "text": self.message }));
-        let shown = connection.shown();
-        let answer = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?
-            .post(connection.http_url())
-            .json(&body)
-            .send()
-            .await
-            // The URL is the webhook's secret: never in a message.
-            .map_err(|e| {
-                anyhow::Error::new(e.without_url()).context(format!("no answer from {shown}"))
-            })?;
-        let status = answer.status();
-        let text = answer.text().await.unwrap_or_default();
-        let excerpt: String = text.chars().take(300).collect();
-        if status.is_server_error() {
-            anyhow::bail!("{shown} answered {status}: {excerpt}");
-        }
-        if !status.is_success() {
-            return Err(Fatal(format!("{shown} answered {status}: {excerpt}")).into());
-        }
-        ctx.log.info(format!("Posted to {shown}: {status}."));
-        Ok(json!({ "sent": "webhook", "status": status.as_u16() }))
+        let message = Message {
+            text: self.message.clone(),
+            subject: self.subject.clone().unwrap_or_else(|| {
+                format!(
+                    "Setlist: {} run {} ({})",
+                    ctx.dag_id, ctx.run_id, ctx.task_id
+                )
+            }),
+            to: self.to.clone(),
+            from: self.from.clone(),
+            payload: self.payload.clone(),
+        };
+        let sent = deliver(connection, &message).await?;
+        ctx.log
+            .info(format!("Sent through {}: {sent}", connection.shown()));
+        Ok(sent)
     }
+}
+
+/// A message for a webhook or a mail server.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    /// The text.
+    pub text: String,
+    /// An email's subject.
+    pub subject: String,
+    /// An email's recipients (default: the connection's `to` option, comma-separated).
+    pub to: Vec<String>,
+    /// An email's sender (default: the connection's `from` option, else its user).
+    pub from: Option<String>,
+    /// A webhook's whole body instead of `{"text": text}`.
+    pub payload: Option<Value>,
+}
+
+/// Sends `message` through a `webhook` or `smtp` connection and says what was sent. A
+/// webhook's 4xx, a missing recipient or a malformed address is [`Fatal`]: sending
+/// again would not help; a 5xx or no answer is worth another try.
+pub async fn deliver(connection: &Connection, message: &Message) -> anyhow::Result<Value> {
+    match connection.kind {
+        ConnectionKind::Webhook => post(connection, message).await,
+        ConnectionKind::Smtp => {
+            let to = if message.to.is_empty() {
+                connection
+                    .param("to")
+                    .map(|t| t.split(',').map(|a| a.trim().to_string()).collect())
+                    .unwrap_or_default()
+            } else {
+                message.to.clone()
+            };
+            let to = email::send(
+                connection,
+                message.from.as_deref(),
+                &to,
+                &message.subject,
+                &message.text,
+            )
+            .await?;
+            Ok(json!({ "sent": "email", "to": to, "subject": message.subject }))
+        }
+        other => Err(Fatal(format!(
+            "connection `{}` is a {other} connection; notify sends through webhook or smtp",
+            connection.name
+        ))
+        .into()),
+    }
+}
+
+async fn post(connection: &Connection, message: &Message) -> anyhow::Result<Value> {
+    let body = message
+        .payload
+        .clone()
+        .unwrap_or_else(|| json!({ "text": message.text }));
+    let shown = connection.shown();
+    let answer = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?
+        .post(connection.http_url())
+        .json(&body)
+        .send()
+        .await
+        // The URL is the webhook's secret: never in a message.
+        .map_err(|e| {
+            anyhow::Error::new(e.without_url()).context(format!("no answer from {shown}"))
+        })?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    let excerpt: String = text.chars().take(300).collect();
+    if status.is_server_error() {
+        anyhow::bail!("{shown} answered {status}: {excerpt}");
+    }
+    if !status.is_success() {
+        return Err(Fatal(format!("{shown} answered {status}: {excerpt}")).into());
+    }
+    Ok(json!({ "sent": "webhook", "status": status.as_u16() }))
 }
