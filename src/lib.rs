@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod airflow_import;
 pub mod app;
 pub mod config;
 pub mod shutdown;

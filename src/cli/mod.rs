@@ -2,6 +2,7 @@
 //! (`setlist.toml`, `SETLIST_*` variables, then its flags) and works through the
 //! [`setlist::App`] it builds.
 
+mod airflow;
 mod connections;
 mod dags;
 mod runs;
@@ -49,6 +50,9 @@ enum Command {
     /// Named connections: list them, test one.
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
+    /// Airflow: import a folder of Airflow DAG files.
+    #[command(subcommand)]
+    Airflow(airflow::AirflowCommand),
     /// DAG files and DAGs.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -113,6 +117,7 @@ impl Cli {
             Command::Db(_)
             | Command::Config(_)
             | Command::Connections(_)
+            | Command::Airflow(_)
             | Command::Dags(_)
             | Command::Runs(_)
             | Command::Tasks(_) => flags,
@@ -138,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Connections(c) => connections::run(&ctx, c).await,
+        Command::Airflow(c) => airflow::run(&ctx, c).await,
         Command::Dags(c) => dags::run(&ctx, c).await,
         Command::Runs(c) => runs::run_runs(&ctx, c).await,
         Command::Tasks(c) => runs::run_tasks(&ctx, c).await,
