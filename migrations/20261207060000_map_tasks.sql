@@ -17,3 +17,7 @@ ALTER TABLE setlist.task_instances
 -- An instance's end finds the next of its siblings to queue.
 CREATE INDEX task_instances_mapped ON setlist.task_instances (run_id, map_parent, map_index)
     WHERE map_parent IS NOT NULL;
+-- Under `max_active_mapped`, each instance's end queues the first one still waiting:
+-- found at once however many have ended.
+CREATE INDEX task_instances_mapped_scheduled ON setlist.task_instances (run_id, map_parent, map_index)
+    WHERE state = 'scheduled' AND map_parent IS NOT NULL;

@@ -152,13 +152,28 @@ async fn failures_retries_and_the_run_reach_their_channels_once_with_the_error_a
     );
     assert_eq!(common::run_state(&db.pool, run).await, "failed");
 
-    // Cleared and failed again: the same run's alerts are not sent twice.
+    // Cleared and failed again: its new tries are told of (a retry, a failure), the
+    // run's failure, told already, is not told again.
     orchestrator::store::transitions::clear(&db.pool, run, &["flaky".into()], false)
         .await
         .unwrap();
     assert_eq!(run_to_end(&db, &w, run, LIMIT).await, "failed");
-    assert_eq!(alerts::of_run(&db.pool, run).await.unwrap().len(), 6);
-    assert_eq!(s.send_due().await.unwrap(), 0);
+    let rows = alerts::of_run(&db.pool, run).await.unwrap();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert_eq!(s.send_due().await.unwrap(), 2);
+    let runs_told = seen
+        .posted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("[setlist] alerting: run {run} failed"))
+        })
+        .count();
+    assert_eq!(runs_told, 1);
 }
 
 #[tokio::test]

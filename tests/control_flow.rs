@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{TestDb, dag, drain, error, output, run_state, states, trigger, worker};
 use orchestrator::TaskState;
-use orchestrator::store::transitions::Finished;
+use orchestrator::store::transitions::{self, Finished};
 use serde_json::json;
 
 fn expect(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
@@ -339,4 +339,45 @@ async fn a_wait_fails_at_its_timeout_and_a_cleared_wait_leaves_no_attempt_waitin
         e.starts_with("gave up after waiting 1s (timeout 1s): waiting until 2999-01-01"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_waiting_task_is_cancelled_at_once_and_its_downstream_does_not_run() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "cancel_wait"
+        [[task]]
+        id = "wait"
+        kind = "wait_until"
+        retries = 3
+        params = { target_time = "2999-01-01T00:00:00Z" }
+        [[task]]
+        id = "after"
+        kind = "noop"
+        depends_on = ["wait"]
+    "#);
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    drain(&w).await;
+    assert_eq!(states(&db.pool, run).await["wait"], "waiting");
+    transitions::request_cancel(&db.pool, run, "wait")
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&db.pool, run).await,
+        expect(&[("wait", "failed"), ("after", "upstream_failed")])
+    );
+    assert_eq!(run_state(&db.pool, run).await, "failed");
+    let (reason, attempt): (String, String) = sqlx::query_as(
+        "SELECT t.failure_reason::text, a.state::text FROM setlist.task_instances t
+         JOIN setlist.attempts a ON a.ti_id = t.id WHERE t.run_id = $1 AND t.task_id = 'wait'",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((reason.as_str(), attempt.as_str()), ("cancelled", "failed"));
+    // No retry comes: nothing is due.
+    assert!(w.try_execute_one().await.unwrap().is_none());
 }

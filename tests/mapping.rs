@@ -31,7 +31,7 @@ async fn a_mapped_task_runs_once_per_element_and_hands_its_outputs_on_in_order()
         kind = "shell"
         depends_on = ["list"]
         map_over = "upstream.list.output.files"
-        params = { command = "echo {{ map_index }}:{{ element }}" }
+        params = { command = "echo {{ map_index }}:{{ element }}:{{ upstream.list.output.files | length }}" }
         [[task]]
         id = "count"
         kind = "python"
@@ -48,11 +48,11 @@ async fn a_mapped_task_runs_once_per_element_and_hands_its_outputs_on_in_order()
     }
     assert_eq!(
         output(&db, run, "count").await,
-        json!(["0:a.csv", "1:b.csv", "2:c.csv"])
+        json!(["0:a.csv:3", "1:b.csv:3", "2:c.csv:3"])
     );
     assert_eq!(
         output(&db, run, "process").await[2],
-        json!({ "exit_code": 0, "last_line": "2:c.csv" })
+        json!({ "exit_code": 0, "last_line": "2:c.csv:3" })
     );
     let log = orchestrator::store::logs::attempt(&db.pool, run, "process", None)
         .await

@@ -302,7 +302,7 @@ async fn python_gets_the_context_and_its_last_json_line_is_the_output() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("count.py"),
-        "import json, os, sys\nctx = json.load(open(os.environ['SETLIST_CONTEXT_FILE']))\nprint('counting', file=sys.stderr)\nprint(json.dumps({'ds': ctx['ds'], 'rows': ctx['upstream']['make']['rows'] + 1, 'args': sys.argv[1:], 'conf': ctx['conf']}))\nprint('done')\n",
+        "import json, os, sys\nctx = json.load(open(os.environ['SETLIST_CONTEXT_FILE']))\nprint('counting', file=sys.stderr)\nprint(f'{{braces}} stay {len(sys.argv)}')\nprint(json.dumps({'ds': ctx['ds'], 'rows': ctx['upstream']['make']['rows'] + 1, 'args': sys.argv[1:], 'conf': ctx['conf']}))\nprint('done')\n",
     )
     .unwrap();
     std::fs::write(
@@ -328,13 +328,13 @@ async fn python_gets_the_context_and_its_last_json_line_is_the_output() {
     .unwrap();
     let d =
         orchestrator::dag::load_file(&dir.path().join("dag.toml"), &common::registry()).unwrap();
-    // The script is read at load time and stored with the DAG.
-    assert!(
-        d.task("count").unwrap().params["code"]
-            .as_str()
-            .unwrap()
-            .starts_with("import json")
-    );
+    // The script is read at load time and stored with the DAG, its braces kept from
+    // the templates.
+    let code = d.task("count").unwrap().params["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(code.starts_with("{% raw %}import json"), "{code}");
     let w = worker_with(&db, &[]).await;
     let at: chrono::DateTime<chrono::Utc> = "2026-03-01T06:00:00Z".parse().unwrap();
     let run = orchestrator::store::runs::trigger(&db.pool, &d, json!({ "region": "eu" }), Some(at))

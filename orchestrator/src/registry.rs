@@ -47,9 +47,9 @@ impl fmt::Display for ParamError {
 /// `#[serde(deny_unknown_fields)]`), then checked by `validate`, then run.
 pub trait TaskConfig: Task + DeserializeOwned + 'static {
     /// Params that name a file to read when the DAG is loaded, relative to the DAG
-    /// file, each with the param its text goes into (`("file", "sql")`): the text is
-    /// stored with the DAG, so a worker needs no copy of the DAG folder.
-    const INLINE_FILES: &'static [(&'static str, &'static str)] = &[];
+    /// file, each with the param its text goes into: the text is stored with the DAG,
+    /// so a worker needs no copy of the DAG folder.
+    const INLINE_FILES: &'static [InlineFile] = &[];
 
     /// Checks that serde cannot express (an empty command, a negative rate).
     fn validate(&self) -> Result<(), ParamError> {
@@ -61,6 +61,18 @@ pub trait TaskConfig: Task + DeserializeOwned + 'static {
     fn connections(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+}
+
+/// A param that names a file read when the DAG is loaded ([`TaskConfig::INLINE_FILES`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InlineFile {
+    /// The param that names the file (`file`, `script`).
+    pub from: &'static str,
+    /// The param its text goes into (`sql`, `code`).
+    pub into: &'static str,
+    /// Whether templates in the text render (a .sql file's do, as in Airflow; a Python
+    /// script's braces are its own).
+    pub templated: bool,
 }
 
 /// What [`TaskConfig::connections`] returns for a kind whose one `connection` param
@@ -81,7 +93,7 @@ type Build = Box<
 #[derive(Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Build>,
-    inline_files: BTreeMap<&'static str, &'static [(&'static str, &'static str)]>,
+    inline_files: BTreeMap<&'static str, &'static [InlineFile]>,
     /// The connections the configuration defines; `None`: not checked (a registry
     /// built without a configuration, as in unit tests).
     connections: Option<BTreeSet<String>>,
@@ -140,7 +152,7 @@ impl Registry {
 
     /// The params of `kind` that name a file read at load time, with the param each
     /// file's text goes into ([`TaskConfig::INLINE_FILES`]).
-    pub fn inline_files(&self, kind: &str) -> &'static [(&'static str, &'static str)] {
+    pub fn inline_files(&self, kind: &str) -> &'static [InlineFile] {
         self.inline_files.get(kind).copied().unwrap_or_default()
     }
 

@@ -260,7 +260,7 @@ fn render(dag: &AfDag, tasks: &[Translated], notes: &mut Vec<String>) -> String 
     let params: serde_json::Map<String, Value> = dag
         .params
         .iter()
-        .filter(|(_, v)| !v.is_null() && !(v.is_object() && v.get("repr").is_some()))
+        .filter(|(_, v)| !v.is_null() && v.get("repr").is_none())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !params.is_empty() {
@@ -290,13 +290,6 @@ fn render(dag: &AfDag, tasks: &[Translated], notes: &mut Vec<String>) -> String 
         }
         if !t.upstream.is_empty() {
             let _ = writeln!(s, "depends_on = {}", inline(&serde_json::json!(t.upstream)));
-        }
-        if !t.trigger_rule.is_empty() && t.trigger_rule != "all_success" {
-            let _ = writeln!(
-                s,
-                "trigger_rule = {}",
-                inline(&Value::String(t.trigger_rule.clone()))
-            );
         }
         if let Some(r) = t.retries.filter(|r| *r > 0) {
             let _ = writeln!(s, "retries = {r}");

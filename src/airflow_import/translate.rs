@@ -199,6 +199,14 @@ fn where_(c: &Callable) -> String {
 /// tasks (a short circuit follows them all or none).
 pub fn task(t: &AfTask, downstream: &[String]) -> Translated {
     let mut out = operator(t, downstream);
+    let (rule, differs) = trigger_rule(&t.trigger_rule);
+    if rule != "all_success" {
+        out.keys
+            .push(("trigger_rule".into(), Value::String(rule.into())));
+    }
+    if let (Some(why), false) = (differs, matches!(out.fidelity, Fidelity::Not(_))) {
+        out = out.partly(why);
+    }
     if out.kind.starts_with("wait_") {
         if let Some(p) = duration(t.poke_interval.as_ref()) {
             out.params.insert("poke_interval".into(), Value::String(p));
@@ -438,6 +446,33 @@ fn operator(t: &AfTask, downstream: &[String]) -> Translated {
         return out;
     }
     Translated::placeholder(format!("Setlist has no kind for {}", t.operator))
+}
+
+/// Setlist's trigger rule for Airflow's, and what differs when it is not the same.
+fn trigger_rule(airflow: &str) -> (&'static str, Option<String>) {
+    const SAME: [&str; 10] = [
+        "all_success",
+        "all_done",
+        "one_failed",
+        "one_success",
+        "none_failed",
+        "none_failed_min_one_success",
+        "all_failed",
+        "none_skipped",
+        "all_skipped",
+        "always",
+    ];
+    if let Some(same) = SAME.iter().find(|r| **r == airflow) {
+        return (same, None);
+    }
+    let near = match airflow {
+        "" => return ("all_success", None),
+        "none_failed_or_skipped" => "none_failed_min_one_success",
+        "dummy" => "always",
+        "all_done_setup_success" | "all_done_min_one_success" | "one_done" => "all_done",
+        _ => "all_success",
+    };
+    (near, Some(format!("trigger rule {airflow} became {near}")))
 }
 
 /// A mapped operator: `map_over` its one expanded argument, which templates read as

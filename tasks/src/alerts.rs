@@ -44,7 +44,8 @@ impl Sender {
     pub async fn send_due(&self) -> anyhow::Result<usize> {
         let mut sent = 0;
         loop {
-            let due = alerts::claim_due(&self.pool, 20).await?;
+            // One at a time: a slow channel never holds others' claims past their lease.
+            let due = alerts::claim_due(&self.pool, 1).await?;
             if due.is_empty() {
                 return Ok(sent);
             }
@@ -58,11 +59,9 @@ impl Sender {
                         let fatal = e.downcast_ref::<Fatal>().is_some();
                         tracing::warn!(alert = alert.id, connection = %alert.connection, tries = alert.tries, error = %format!("{e:#}"), "An alert could not be sent.");
                         // A refusal will not change: no more tries.
-                        let retry_in = if fatal {
-                            Duration::from_secs(3600 * 24 * 365)
-                        } else {
+                        let retry_in = (!fatal).then(|| {
                             Duration::from_secs(10 * 2u64.pow(alert.tries.clamp(1, 10) as u32 - 1))
-                        };
+                        });
                         alerts::failed(&self.pool, alert.id, &format!("{e:#}"), retry_in).await?;
                     }
                 }
@@ -74,7 +73,14 @@ impl Sender {
         let connection = self.settings.connections.named(&alert.connection)?;
         let lines = match alert.task_id.as_deref().or(alert.failed_task.as_deref()) {
             Some(task) if alert.event != "success" => {
-                alerts::last_lines(&self.pool, alert.run_id, task, LOG_LINES).await?
+                alerts::last_lines(
+                    &self.pool,
+                    alert.run_id,
+                    task,
+                    alert.try_number.filter(|_| alert.task_id.is_some()),
+                    LOG_LINES,
+                )
+                .await?
             }
             _ => Vec::new(),
         };

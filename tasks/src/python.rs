@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
+use orchestrator::registry::InlineFile;
 use orchestrator::{ParamError, Task, TaskConfig, TaskContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,7 +54,11 @@ fn python3() -> PathBuf {
 }
 
 impl TaskConfig for Python {
-    const INLINE_FILES: &'static [(&'static str, &'static str)] = &[("script", "code")];
+    const INLINE_FILES: &'static [InlineFile] = &[InlineFile {
+        from: "script",
+        into: "code",
+        templated: false,
+    }];
 
     fn validate(&self) -> Result<(), ParamError> {
         match &self.code {

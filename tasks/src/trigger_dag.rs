@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator::store::dags;
 use orchestrator::store::runs::{self, RunType};
-use orchestrator::{ParamError, RunState, TaskContext};
+use orchestrator::{Fatal, ParamError, RunState, TaskContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -41,9 +41,10 @@ impl Check for TriggerDag {
         let pool = Settings::of(ctx).state().await?;
         let logical_date = self.logical_date.unwrap_or(ctx.logical_date);
         if self.dag_id == ctx.dag_id && logical_date == ctx.logical_date {
-            anyhow::bail!(
-                "a run cannot trigger its own DAG at its own logical date: give another `logical_date`"
-            );
+            return Err(Fatal(
+                "a run cannot trigger its own DAG at its own logical date: give another `logical_date`".into(),
+            )
+            .into());
         }
         let (run_id, state) = match runs::at(&pool, &self.dag_id, logical_date).await? {
             Some(found) => found,
@@ -87,7 +88,7 @@ impl Check for TriggerDag {
             return Ok(Poll::Met(output));
         }
         if state == RunState::Failed {
-            anyhow::bail!("run {run_id} of DAG `{}` failed", self.dag_id);
+            return Err(Fatal(format!("run {run_id} of DAG `{}` failed", self.dag_id)).into());
         }
         Ok(Poll::NotYet(format!(
             "run {run_id} of DAG `{}` is {state}",

@@ -420,7 +420,7 @@ fn read_map_over(
 /// Returns whether every file was read.
 fn inline_files(
     w: &mut Walker<'_>,
-    files: &[(&str, &str)],
+    files: &[crate::registry::InlineFile],
     params: &mut serde_json::Value,
     params_value: Option<&Spanned<DeValue<'_>>>,
     section: &str,
@@ -429,7 +429,8 @@ fn inline_files(
     let Some(map) = params.as_object_mut() else {
         return read;
     };
-    for &(from, into) in files {
+    for file in files {
+        let (from, into) = (file.from, file.into);
         let Some(serde_json::Value::String(name)) = map.get(from) else {
             continue;
         };
@@ -449,6 +450,12 @@ fn inline_files(
             .join(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
+                // A script's braces are its own: kept from the templates, as raw text.
+                let text = if file.templated || !crate::template::is_template(&text) {
+                    text
+                } else {
+                    format!("{{% raw %}}{text}{{% endraw %}}")
+                };
                 map.insert(into.to_string(), serde_json::Value::String(text));
             }
             Err(e) => {

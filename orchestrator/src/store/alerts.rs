@@ -51,7 +51,7 @@ impl Event {
 pub(super) async fn enqueue(
     conn: &mut PgConnection,
     run_id: i64,
-    task_id: Option<&str>,
+    task: Option<(&str, i32)>,
     event: Event,
     alerts: Option<&serde_json::Value>,
 ) -> Result<()> {
@@ -63,11 +63,12 @@ pub(super) async fn enqueue(
         return Ok(());
     }
     let added = sqlx::query!(
-        "INSERT INTO setlist.alerts (run_id, task_id, event, connection)
-         SELECT $1, $2, $3, c FROM UNNEST($4::text[]) AS c
+        "INSERT INTO setlist.alerts (run_id, task_id, try_number, event, connection)
+         SELECT $1, $2, $3, $4, c FROM UNNEST($5::text[]) AS c
          ON CONFLICT DO NOTHING",
         run_id,
-        task_id,
+        task.map(|t| t.0),
+        task.map(|t| t.1),
         event.as_str(),
         to,
     )
@@ -93,6 +94,8 @@ pub struct Due {
     pub logical_date: DateTime<Utc>,
     /// The task it is about; `None` for the run as a whole.
     pub task_id: Option<String>,
+    /// The task's try it is about.
+    pub try_number: Option<i32>,
     /// `failure`, `success` or `retry`.
     pub event: String,
     /// The notify connection to send through.
@@ -121,13 +124,14 @@ pub async fn claim_due(pool: &PgPool, limit: i64) -> Result<Vec<Due>> {
                FROM due WHERE a.id = due.id
                RETURNING a.*
            )
-           SELECT c.id, c.run_id, r.dag_id, r.logical_date, c.task_id, c.event, c.connection,
+           SELECT c.id, c.run_id, r.dag_id, r.logical_date, c.task_id, c.try_number, c.event, c.connection,
                   c.tries, f.error AS "error?", f.task_id AS "failed_task?"
            FROM claimed c
            JOIN setlist.dag_runs r ON r.id = c.run_id
            LEFT JOIN LATERAL (
                SELECT t.task_id, a.error FROM setlist.task_instances t
-               JOIN setlist.attempts a ON a.ti_id = t.id AND a.try_number = t.try_number
+               JOIN setlist.attempts a ON a.ti_id = t.id
+                AND a.try_number = coalesce(c.try_number, t.try_number)
                WHERE t.run_id = c.run_id AND a.error IS NOT NULL
                  AND (t.task_id = c.task_id OR (c.task_id IS NULL AND t.state = 'failed'))
                ORDER BY t.ended_at LIMIT 1
@@ -151,16 +155,18 @@ pub async fn sent(pool: &PgPool, id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Records that sending alert `id` failed with `error`; it is tried again at its
-/// next try time, `retry_in` from now, until [`MAX_TRIES`].
-pub async fn failed(pool: &PgPool, id: i64, error: &str, retry_in: Duration) -> Result<()> {
+/// Records that sending alert `id` failed with `error`; it is tried again `retry_in`
+/// from now, until [`MAX_TRIES`], or (`None`) never again.
+pub async fn failed(pool: &PgPool, id: i64, error: &str, retry_in: Option<Duration>) -> Result<()> {
     sqlx::query!(
         "UPDATE setlist.alerts SET error = $2,
-             next_try_at = clock_timestamp() + make_interval(secs => $3)
+             next_try_at = clock_timestamp() + make_interval(secs => coalesce($3::float8, 0)),
+             tries = CASE WHEN $3::float8 IS NULL THEN $4 ELSE tries END
          WHERE id = $1",
         id,
         error,
-        retry_in.as_secs_f64(),
+        retry_in.map(|d| d.as_secs_f64()),
+        MAX_TRIES,
     )
     .execute(pool)
     .await?;
@@ -177,17 +183,25 @@ pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
     .await?)
 }
 
-/// The last `n` log lines of a run's task's latest attempt, oldest first.
-pub async fn last_lines(pool: &PgPool, run_id: i64, task_id: &str, n: i64) -> Result<Vec<String>> {
+/// The last `n` log lines of a run's task's try `try_number` (default: its latest),
+/// oldest first.
+pub async fn last_lines(
+    pool: &PgPool,
+    run_id: i64,
+    task_id: &str,
+    try_number: Option<i32>,
+    n: i64,
+) -> Result<Vec<String>> {
     let mut lines: Vec<String> = sqlx::query_scalar!(
         "SELECT l.line FROM setlist.task_instances t
-         JOIN setlist.attempts a ON a.ti_id = t.id AND a.try_number = t.try_number
+         JOIN setlist.attempts a ON a.ti_id = t.id AND a.try_number = coalesce($4, t.try_number)
          JOIN setlist.attempt_logs l ON l.attempt_id = a.id
          WHERE t.run_id = $1 AND t.task_id = $2
          ORDER BY l.seq DESC LIMIT $3",
         run_id,
         task_id,
         n,
+        try_number,
     )
     .fetch_all(pool)
     .await?;

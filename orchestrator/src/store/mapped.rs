@@ -191,7 +191,7 @@ pub(super) async fn instance_ended(
         _ => None,
     };
     if let Some(event) = event {
-        super::alerts::enqueue(conn, run_id, Some(parent), event, alerts.as_ref()).await?;
+        super::alerts::enqueue(conn, run_id, Some((parent, 0)), event, alerts.as_ref()).await?;
     }
     Ok(task_ended(conn, run_id, parent, state, &Downstream::All).await? || queued)
 }

@@ -426,7 +426,7 @@ pub async fn finish_attempt(
         super::alerts::enqueue(
             &mut tx,
             run_id,
-            Some(&ti.task_id),
+            Some((&ti.task_id, ti.try_number)),
             event,
             ti.alerts.as_ref(),
         )
@@ -484,7 +484,8 @@ pub async fn clear(
     let run_state = lock_run(&mut tx, run_id).await?;
     let rows: Vec<(String, Vec<String>, TaskState)> = sqlx::query!(
         r#"SELECT task_id, upstream, state AS "state: TaskState"
-           FROM setlist.task_instances WHERE run_id = $1"#,
+           FROM setlist.task_instances WHERE run_id = $1
+           FOR UPDATE"#,
         run_id
     )
     .fetch_all(&mut *tx)
@@ -603,7 +604,7 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -
     let run_state = lock_run(&mut tx, run_id).await?;
     let current: Option<TaskState> = sqlx::query_scalar!(
         r#"SELECT state AS "state: TaskState" FROM setlist.task_instances
-           WHERE run_id = $1 AND task_id = $2"#,
+           WHERE run_id = $1 AND task_id = $2 FOR UPDATE"#,
         run_id,
         task_id
     )
@@ -636,9 +637,11 @@ pub async fn mark(pool: &PgPool, run_id: i64, task_id: &str, state: TaskState) -
     Ok(())
 }
 
-/// Asks the worker running a task to stop it. The attempt fails and is not retried.
+/// Asks the worker running a task to stop it: the attempt fails and is not retried. A
+/// waiting task, which no worker holds, fails at once.
 pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result<i64> {
     let mut tx = pool.begin().await?;
+    lock_run(&mut tx, run_id).await?;
     let row: Option<(i64, TaskState)> = sqlx::query!(
         r#"SELECT id, state AS "state: TaskState" FROM setlist.task_instances
                WHERE run_id = $1 AND task_id = $2 FOR UPDATE"#,
@@ -650,6 +653,50 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
     .map(|r| (r.id, r.state));
     let (ti_id, state) =
         row.ok_or_else(|| Error::NotFound(format!("run {run_id} has no task `{task_id}`")))?;
+    if state == TaskState::Waiting {
+        TaskState::Waiting
+            .check_move(TaskState::Failed, Actor::Person)
+            .map_err(Error::Conflict)?;
+        end_waiting_attempts(
+            &mut tx,
+            run_id,
+            &[task_id.to_string()],
+            "cancelled while waiting",
+        )
+        .await?;
+        sqlx::query!(
+            "UPDATE setlist.task_instances
+             SET state = 'failed', failure_reason = 'cancelled', retry_at = NULL,
+                 ended_at = clock_timestamp()
+             WHERE id = $1",
+            ti_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        // An instance of a mapped task ends as an instance: its mapped task counts it.
+        let parent = task_id
+            .rsplit_once('[')
+            .filter(|_| crate::mapping::is_instance(task_id));
+        let queued = match parent {
+            Some((parent, _)) => super::mapped::instance_ended(&mut tx, run_id, parent).await?,
+            None => {
+                task_ended(
+                    &mut tx,
+                    run_id,
+                    task_id,
+                    TaskState::Failed,
+                    &Downstream::All,
+                )
+                .await?
+            }
+        };
+        if queued {
+            notify(&mut tx, WORK_CHANNEL, "").await?;
+        }
+        finalize_run(&mut tx, run_id).await?;
+        tx.commit().await?;
+        return Ok(ti_id);
+    }
     if state != TaskState::Running {
         return Err(Error::Conflict(format!(
             "task `{task_id}` of run {run_id} is {state}, not running"

@@ -244,8 +244,28 @@ impl Worker {
         )
     }
 
-    /// The outputs of a claimed task's upstream tasks that succeeded.
+    /// The outputs of a claimed task's upstream tasks that succeeded; a mapped
+    /// instance's are its mapped task's.
     async fn upstream_outputs(&self, c: &Claimed) -> Result<BTreeMap<String, Value>> {
+        if let Some(parent) = c
+            .map_index
+            .and_then(|_| c.task_id.rsplit_once('['))
+            .map(|(p, _)| p)
+        {
+            return Ok(sqlx::query!(
+                r#"SELECT u.task_id, u.output AS "output!" FROM setlist.task_instances u
+                   WHERE u.run_id = $1 AND u.state = 'success' AND u.output IS NOT NULL
+                     AND u.task_id = ANY ((SELECT p.upstream FROM setlist.task_instances p
+                                           WHERE p.run_id = $1 AND p.task_id = $2)::text[])"#,
+                c.run_id,
+                parent,
+            )
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.task_id, r.output))
+            .collect());
+        }
         if c.upstream.is_empty() {
             return Ok(BTreeMap::new());
         }

@@ -243,7 +243,8 @@ impl Request {
                 "{shown} answered {status}, expected {}: {excerpt}",
                 self.expected()
             );
-            return Err(if status >= 500 {
+            // A server error, a rate limit or a request timeout may pass; the rest will not.
+            return Err(if status >= 500 || status == 429 || status == 408 {
                 Failure::Transient(e)
             } else {
                 Failure::Final(e)
@@ -323,16 +324,41 @@ enum Auth {
     Bearer(String),
 }
 
-/// `base` and `endpoint` with one slash between them.
+/// `endpoint` (a path, maybe with a query) under `base`'s path, with one slash
+/// between them and both queries kept; a `token` in `base`'s query is the bearer
+/// token and is not sent in the URL.
 fn join(base: &str, endpoint: &str) -> String {
-    if endpoint.is_empty() {
-        return base.to_string();
+    let Ok(mut url) = url::Url::parse(base) else {
+        return format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            endpoint.trim_start_matches('/')
+        );
+    };
+    let (path, query) = endpoint.split_once('?').unwrap_or((endpoint, ""));
+    if !path.is_empty() {
+        let joined = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        url.set_path(&joined);
     }
-    format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        endpoint.trim_start_matches('/')
-    )
+    let mut pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.extend(
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned())),
+    );
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[async_trait]
@@ -375,5 +401,10 @@ mod tests {
         assert_eq!(join("http://h/api/", "/v1/x"), "http://h/api/v1/x");
         assert_eq!(join("http://h", "v1"), "http://h/v1");
         assert_eq!(join("http://h/", ""), "http://h/");
+        // The base's query stays a query; its token goes in the header instead.
+        assert_eq!(
+            join("https://h/api?token=x&region=eu", "/v1/jobs?state=done"),
+            "https://h/api/v1/jobs?region=eu&state=done"
+        );
     }
 }

@@ -151,7 +151,8 @@ async fn post(connection: &Connection, message: &Message) -> anyhow::Result<Valu
     let status = answer.status();
     let text = answer.text().await.unwrap_or_default();
     let excerpt: String = text.chars().take(300).collect();
-    if status.is_server_error() {
+    // A server error, a rate limit (Slack's 429) or a request timeout may pass.
+    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
         anyhow::bail!("{shown} answered {status}: {excerpt}");
     }
     if !status.is_success() {

@@ -10,6 +10,7 @@ mod split;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use orchestrator::registry::InlineFile;
 use orchestrator::{ParamError, Task, TaskConfig, TaskContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,7 +49,11 @@ fn yes() -> bool {
 }
 
 impl TaskConfig for Sql {
-    const INLINE_FILES: &'static [(&'static str, &'static str)] = &[("file", "sql")];
+    const INLINE_FILES: &'static [InlineFile] = &[InlineFile {
+        from: "file",
+        into: "sql",
+        templated: true,
+    }];
 
     fn validate(&self) -> Result<(), ParamError> {
         if self.sql.trim().is_empty() {

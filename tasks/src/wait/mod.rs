@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use orchestrator::{ParamError, PokeAgain, Task, TaskConfig, TaskContext};
+use orchestrator::{Fatal, ParamError, PokeAgain, Task, TaskConfig, TaskContext};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -135,11 +135,13 @@ impl<C: Check> Task for Wait<C> {
                 let now = Utc::now();
                 let waited = (now - ctx.try_started_at).to_std().unwrap_or_default();
                 if waited >= self.timeout {
-                    anyhow::bail!(
+                    // Another try would wait as long again for the same thing.
+                    return Err(Fatal(format!(
                         "gave up after waiting {} (timeout {}): {what}",
                         humantime::format_duration(Duration::from_secs(waited.as_secs())),
                         humantime::format_duration(self.timeout)
-                    );
+                    ))
+                    .into());
                 }
                 // The last poke comes at the timeout, not after it.
                 let next = self.poke_interval.min(self.timeout - waited);

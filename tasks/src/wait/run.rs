@@ -92,7 +92,7 @@ impl Check for WaitRun {
             ));
         }
         if self.failed_states().contains(&state) {
-            anyhow::bail!("{what} is {state} (run {run_id})");
+            return Err(orchestrator::Fatal(format!("{what} is {state} (run {run_id})")).into());
         }
         Ok(Poll::NotYet(format!("{what} is {state} (run {run_id})")))
     }
