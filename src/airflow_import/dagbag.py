@@ -94,7 +94,7 @@ def schedule(dag):
 
 
 def task(t):
-    mapped = type(t).__name__ == "MappedOperator"
+    mapped = type(t).__name__ in ("MappedOperator", "DecoratedMappedOperator")
     cls = t.operator_class if mapped else type(t)
     if isinstance(cls, dict):  # a serialized operator class
         names = [cls.get("task_type") or cls.get("_task_type") or "?"]
@@ -110,7 +110,9 @@ def task(t):
                 fields[f] = plain(source[f])
             elif not mapped and hasattr(t, f):
                 fields[f] = plain(getattr(t, f))
-    python_callable = (t.partial_kwargs.get("python_callable") if mapped else getattr(t, "python_callable", None))
+    python_callable = getattr(t, "python_callable", None) or (
+        t.partial_kwargs.get("python_callable") if mapped else None
+    )
     out = {
         "id": t.task_id,
         "operator": names[0],
