@@ -381,3 +381,41 @@ async fn a_waiting_task_is_cancelled_at_once_and_its_downstream_does_not_run() {
     // No retry comes: nothing is due.
     assert!(w.try_execute_one().await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn workers_claim_the_highest_priority_first_and_a_backfill_after_live_runs() {
+    let db = TestDb::new().await;
+    let low = dag(
+        "[dag]\nid = \"low\"\npriority = 1\n[[task]]\nid = \"a\"\nkind = \"noop\"\n[[task]]\nid = \"b\"\nkind = \"noop\"\npriority = 20\n",
+    );
+    let high = dag("[dag]\nid = \"high\"\n[[task]]\nid = \"c\"\nkind = \"noop\"\npriority = 10\n");
+    let daily = dag(
+        "[dag]\nid = \"daily\"\nschedule = \"@daily\"\nstart_date = 2026-01-01\n[[task]]\nid = \"d\"\nkind = \"noop\"\n",
+    );
+    trigger(&db, &low).await;
+    trigger(&db, &high).await;
+    let from = "2026-01-01T00:00:00Z".parse().unwrap();
+    let to = "2026-01-03T00:00:00Z".parse().unwrap();
+    orchestrator::store::dags::upsert(&db.pool, &daily)
+        .await
+        .unwrap();
+    let backfill = orchestrator::store::runs::backfill(&db.pool, &daily, from, to)
+        .await
+        .unwrap();
+    assert_eq!(backfill.created.len(), 2);
+    // A live run of the same DAG, created after the backfill's.
+    trigger(&db, &daily).await;
+    let w = worker(&db).await;
+    let order: Vec<(String, i64)> = drain(&w)
+        .await
+        .into_iter()
+        .map(|e| (e.task_id, e.run_id))
+        .collect();
+    let tasks: Vec<&str> = order.iter().map(|(t, _)| t.as_str()).collect();
+    // b (20), c (10), a (1, its DAG's), the live d (0), then the backfill's two (-100).
+    assert_eq!(tasks, ["b", "c", "a", "d", "d", "d"]);
+    assert!(
+        !backfill.created.contains(&order[3].1),
+        "the live run came first"
+    );
+}

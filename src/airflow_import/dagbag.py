@@ -124,6 +124,7 @@ def task(t):
         "retry_exponential_backoff": bool(getattr(t, "retry_exponential_backoff", False)),
         "max_retry_delay": plain(getattr(t, "max_retry_delay", None)),
         "execution_timeout": plain(getattr(t, "execution_timeout", None)),
+        "priority_weight": getattr(t, "priority_weight", 1) if not mapped else t.partial_kwargs.get("priority_weight", 1),
         "group": t.task_group.group_id if getattr(t, "task_group", None) is not None and t.task_group.group_id else None,
         "fields": fields,
         "callable": callable_ref(python_callable),

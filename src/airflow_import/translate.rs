@@ -84,6 +84,9 @@ pub struct AfTask {
     /// A mapped operator's expanded arguments.
     #[serde(default)]
     pub mapped: Option<Map<String, Value>>,
+    /// Its priority_weight (Airflow's default: 1).
+    #[serde(default)]
+    pub priority_weight: Option<i64>,
 }
 
 /// A Python callable: where it is and whether another process can import it.
@@ -199,6 +202,9 @@ fn where_(c: &Callable) -> String {
 /// tasks (a short circuit follows them all or none).
 pub fn task(t: &AfTask, downstream: &[String]) -> Translated {
     let mut out = operator(t, downstream);
+    if let Some(w) = t.priority_weight.filter(|w| *w != 1) {
+        out.keys.push(("priority".into(), Value::from(w)));
+    }
     let (rule, differs) = trigger_rule(&t.trigger_rule);
     if rule != "all_success" {
         out.keys

@@ -23,6 +23,7 @@ pub(super) const DAG_KEYS: &[&str] = &[
     "on_failure",
     "on_success",
     "on_retry",
+    "priority",
 ];
 pub(super) struct Header {
     pub(super) id: String,

@@ -48,6 +48,9 @@ pub struct Dag {
     /// The notify connections that hear of a run's outcome.
     #[serde(default, skip_serializing_if = "Alerts::is_empty")]
     pub alerts: Alerts,
+    /// Its tasks' claim priority where they set none: higher first (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
     /// Tasks in file order.
     pub tasks: Vec<TaskSpec>,
     /// The file the DAG was loaded from, for messages that point back at it (kept in
@@ -92,6 +95,10 @@ pub struct TaskSpec {
     /// The notify connections that hear of this task's failure, success or retry.
     #[serde(default, skip_serializing_if = "Alerts::is_empty")]
     pub alerts: Alerts,
+    /// Its claim priority (default: the DAG's): of the tasks ready, workers take the
+    /// highest first, then the oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 /// The list a mapped task runs once per element of, as a DAG file writes it:
@@ -169,6 +176,10 @@ impl Dag {
             .iter()
             .any(|t| t.depends_on.iter().any(|d| d == id))
     }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 fn empty_object() -> serde_json::Value {

@@ -38,6 +38,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "on_failure",
     "on_success",
     "on_retry",
+    "priority",
 ];
 
 /// Retry and timeout settings written in one table; `None` where not written.
@@ -178,6 +179,7 @@ pub(super) fn read_tasks(
         };
         let branch = w.boolean(t, "branch", &section);
         let alerts = super::alerts::read(w, t, &section, registry);
+        let priority = w.integer(t, "priority", &section).map(|p| p.0);
         let map_over = read_map_over(w, t, &section, dag_params, &depends_on);
         let max_active_mapped = w.count(t, "max_active_mapped", &section);
         if let (Some((_, span)), None) = (&max_active_mapped, &map_over) {
@@ -254,6 +256,7 @@ pub(super) fn read_tasks(
             max_active_mapped: max_active_mapped.map(|m| m.0),
             group: group.map(|g| g.0),
             alerts,
+            priority,
         });
     }
 

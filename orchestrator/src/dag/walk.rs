@@ -131,6 +131,28 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// An integer that fits in `i32` (a priority), negative or not.
+    pub fn integer(&mut self, table: &DeTable<'_>, key: &str, section: &str) -> Option<At<i32>> {
+        let (n, span) = self.typed(table, key, section, "an integer", |v| {
+            v.as_integer()
+                .map(|i| i64::from_str_radix(i.as_str(), i.radix()).ok())
+        })?;
+        match n.and_then(|n| i32::try_from(n).ok()) {
+            Some(n) => Some((n, span)),
+            None => {
+                self.error(
+                    span,
+                    format!(
+                        "`{key}` in {section} must be a whole number from {} to {}",
+                        i32::MIN,
+                        i32::MAX
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// An array of strings, each with its own span.
     pub fn strings(
         &mut self,

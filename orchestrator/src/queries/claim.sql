@@ -1,4 +1,5 @@
--- Claims the oldest ready task instance for worker $1 and opens its attempt.
+-- Claims the ready task instance of the highest priority, then the oldest, for worker
+-- $1 and opens its attempt.
 -- SKIP LOCKED lets any number of workers claim side by side without waiting.
 -- A waiting task's poke continues its try: same try number, same attempt (and log),
 -- one more poke.
@@ -6,7 +7,7 @@ WITH next AS (
     SELECT id FROM setlist.task_instances
     WHERE state IN ('queued', 'up_for_retry', 'waiting')
       AND (state = 'queued' OR retry_at <= clock_timestamp())
-    ORDER BY id
+    ORDER BY priority DESC, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), claimed AS (

@@ -100,6 +100,10 @@ pub struct TaskInstanceRow {
     pub output: Option<Value>,
 }
 
+/// How much lower a backfill run's tasks are claimed than the same tasks of a
+/// scheduled or manual run.
+pub const BACKFILL_PRIORITY: i32 = -100;
+
 /// Inserts a queued run and its task instances, unless a run of the DAG already has
 /// that logical date. Returns the new run's id, or `None` when it existed.
 pub async fn create(
@@ -142,6 +146,7 @@ pub async fn create(
         Vec::with_capacity(n),
     );
     let mut task_alerts = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
     let (mut branches, mut maps, mut map_limits) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -176,6 +181,12 @@ pub async fn create(
         );
         map_limits.push(t.max_active_mapped.map(|m| m as i32));
         task_alerts.push(t.alerts.to_json());
+        let shift = if run_type == RunType::Backfill {
+            BACKFILL_PRIORITY
+        } else {
+            0
+        };
+        priorities.push(t.priority.unwrap_or(dag.priority).saturating_add(shift));
     }
     sqlx::query_file!(
         "src/queries/insert_task_instances.sql",
@@ -195,6 +206,7 @@ pub async fn create(
         &maps as &[Option<Value>],
         &map_limits as &[Option<i32>],
         &task_alerts as &[Option<Value>],
+        &priorities,
     )
     .execute(&mut *conn)
     .await?;

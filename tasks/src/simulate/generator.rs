@@ -17,7 +17,8 @@ use crate::play::PlayEvent;
 /// What the simulated world looks like.
 #[derive(Debug, Clone)]
 pub struct WorldConfig {
-    /// Seeds every random choice, so the same seed gives the same catalog and events.
+    /// Seeds every random choice: the same seed gives the same catalog and listeners,
+    /// and with the same `start` the same events.
     pub seed: u64,
     /// How many artists the catalog has; each gets 1 to 3 albums.
     pub artists: usize,
@@ -90,6 +91,12 @@ impl Generator {
             r.1 = i + 1;
         }
         let sessions = listeners.iter().map(|_| Session::default()).collect();
+        // The world follows from the seed alone; the stream of events from the seed and
+        // the start, so a restarted simulator (a new start) goes on with new event ids
+        // while the same seed and start give the same events.
+        let start_us = config.start.timestamp_micros() as u64;
+        let rng =
+            SmallRng::seed_from_u64(config.seed ^ start_us.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let zipf = Zipf::new(catalog.tracks.len() as f64, config.popularity_exponent)
             .expect("a valid Zipf law");
         Self {
@@ -255,6 +262,31 @@ mod tests {
         let c = json(&mut Generator::new(&small_world(8)), 500);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_restart_goes_on_with_new_event_ids_in_the_same_world() {
+        let ids = |start: DateTime<Utc>| -> Vec<String> {
+            let mut g = Generator::new(&WorldConfig {
+                start,
+                ..small_world(7)
+            });
+            (0..2000)
+                .map(|_| g.next_event().event_id.to_string())
+                .collect()
+        };
+        let first = Utc.with_ymd_and_hms(2026, 5, 1, 17, 0, 0).unwrap();
+        let restart = first + chrono::Duration::seconds(90);
+        let before: std::collections::HashSet<String> = ids(first).into_iter().collect();
+        assert!(
+            ids(restart).iter().all(|id| !before.contains(id)),
+            "a restart re-used an event id"
+        );
+        assert_eq!(
+            ids(first),
+            ids(first),
+            "the same seed and start give the same events"
+        );
     }
 
     #[test]

@@ -1,0 +1,6 @@
+-- Workers claim the highest priority first, then the oldest: a task's `priority` (or
+-- its DAG's), lowered for backfill runs so a backfill never starves the live pipeline.
+ALTER TABLE setlist.task_instances ADD COLUMN priority integer NOT NULL DEFAULT 0;
+DROP INDEX setlist.task_instances_ready;
+CREATE INDEX task_instances_ready ON setlist.task_instances (priority DESC, id)
+    WHERE state IN ('queued', 'up_for_retry', 'waiting');
