@@ -419,3 +419,176 @@ async fn workers_claim_the_highest_priority_first_and_a_backfill_after_live_runs
         "the live run came first"
     );
 }
+
+/// A worker running in the background with `concurrency` slots, stopped when dropped.
+struct Background {
+    stop: tokio_util::sync::CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Background {
+    async fn start(db: &TestDb, concurrency: usize) -> Self {
+        let w = std::sync::Arc::new(
+            orchestrator::worker::Worker::register(
+                db.pool.clone(),
+                common::registry(),
+                orchestrator::worker::WorkerConfig {
+                    concurrency,
+                    cancel_grace: Duration::from_secs(2),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let handle = tokio::spawn(w.run(stop.clone()));
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Waits until task `task` of `run` is running.
+async fn until_running(db: &TestDb, run: i64, task: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while states(&db.pool, run).await[task] != "running" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task} never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_its_running_tasks_fails_the_rest_and_ends_cancelled() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "to_cancel"
+        [[task]]
+        id = "slow"
+        kind = "shell"
+        retries = 2
+        params = { command = "sleep 30" }
+        [[task]]
+        id = "after"
+        kind = "noop"
+        depends_on = ["slow"]
+        [[task]]
+        id = "waiting_for_a_slot"
+        kind = "shell"
+        params = { command = "sleep 30" }
+        [[task]]
+        id = "cleanup"
+        kind = "noop"
+        depends_on = ["slow"]
+        trigger_rule = "all_done"
+    "#);
+    let run = trigger(&db, &d).await;
+    let _worker = Background::start(&db, 1).await;
+    until_running(&db, run, "slow").await;
+    let done = orchestrator::store::cancel::cancel_run(&db.pool, run, "the data was wrong")
+        .await
+        .unwrap();
+    assert_eq!(done.stopping, ["slow"]);
+    assert_eq!(done.state, orchestrator::RunState::Running);
+    assert_eq!(
+        common::wait_for_run(&db.pool, "to_cancel", Duration::from_secs(20)).await,
+        "cancelled"
+    );
+    assert_eq!(
+        states(&db.pool, run).await,
+        expect(&[
+            ("slow", "failed"),
+            ("after", "failed"),
+            ("waiting_for_a_slot", "failed"),
+            // Nothing below starts once the run is cancelled, whatever its trigger rule.
+            ("cleanup", "failed"),
+        ])
+    );
+    let (reason, tries): (String, i32) = sqlx::query_as(
+        "SELECT failure_reason::text, try_number FROM setlist.task_instances WHERE run_id = $1 AND task_id = 'slow'",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((reason.as_str(), tries), ("cancelled", 1));
+    let (r, _) = orchestrator::store::runs::get(&db.pool, run).await.unwrap();
+    assert_eq!(r.end_reason.as_deref(), Some("the data was wrong"));
+    // A run that ended cannot be cancelled again.
+    let again = orchestrator::store::cancel::cancel_run(&db.pool, run, "twice").await;
+    assert!(
+        again
+            .unwrap_err()
+            .to_string()
+            .contains("is cancelled already")
+    );
+}
+
+#[tokio::test]
+async fn a_run_outliving_its_dagrun_timeout_is_cancelled_with_that_reason() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "bounded"
+        dagrun_timeout = "1s"
+        [[task]]
+        id = "forever"
+        kind = "shell"
+        params = { command = "sleep 30" }
+    "#);
+    let run = trigger(&db, &d).await;
+    let _worker = Background::start(&db, 1).await;
+    until_running(&db, run, "forever").await;
+    // Nothing is late before its time.
+    assert_eq!(
+        orchestrator::store::cancel::time_out_runs(&db.pool)
+            .await
+            .unwrap(),
+        0
+    );
+    let started: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT started_at FROM setlist.dag_runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let due = started + chrono::Duration::milliseconds(1050);
+    tokio::time::sleep((due - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    assert_eq!(
+        orchestrator::store::cancel::time_out_runs(&db.pool)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        common::wait_for_run(&db.pool, "bounded", Duration::from_secs(20)).await,
+        "cancelled"
+    );
+    let (r, _) = orchestrator::store::runs::get(&db.pool, run).await.unwrap();
+    assert_eq!(
+        r.end_reason.as_deref(),
+        Some("dagrun_timeout: still going after 1s")
+    );
+    let reason: String = sqlx::query_scalar(
+        "SELECT failure_reason::text FROM setlist.task_instances WHERE run_id = $1",
+    )
+    .bind(run)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(reason, "cancelled");
+}

@@ -60,6 +60,8 @@ pub struct TickOutcome {
     pub attempts_reaped: usize,
     /// Runs given their final state because no task is left to run.
     pub runs_finalized: usize,
+    /// Runs cancelled for outliving their DAG's dagrun_timeout.
+    pub runs_timed_out: usize,
 }
 
 /// Owns the loaded DAGs and drives runs through their life; one per deployment.
@@ -132,6 +134,7 @@ impl Scheduler {
             }
         }
         out.attempts_reaped = workers::reap_lost(&self.pool, self.config.worker_timeout).await?;
+        out.runs_timed_out = crate::store::cancel::time_out_runs(&self.pool).await?;
         out.runs_finalized = transitions::finalize_finished_runs(&self.pool).await?;
         out.runs_started = runs::start_queued(&self.pool).await?;
         Ok(out)

@@ -197,15 +197,18 @@ pub enum RunState {
     Success,
     /// A leaf task did not succeed.
     Failed,
+    /// A person, or the DAG's dagrun_timeout, cancelled it.
+    Cancelled,
 }
 
 impl RunState {
     /// Every state, in the order of the enum.
-    pub const ALL: [RunState; 4] = [
+    pub const ALL: [RunState; 5] = [
         RunState::Queued,
         RunState::Running,
         RunState::Success,
         RunState::Failed,
+        RunState::Cancelled,
     ];
 
     /// The name the database and the API use.
@@ -215,6 +218,7 @@ impl RunState {
             RunState::Running => "running",
             RunState::Success => "success",
             RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
         }
     }
 
@@ -225,7 +229,10 @@ impl RunState {
 
     /// A run that ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunState::Success | RunState::Failed)
+        matches!(
+            self,
+            RunState::Success | RunState::Failed | RunState::Cancelled
+        )
     }
 }
 

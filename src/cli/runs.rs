@@ -20,6 +20,14 @@ pub enum RunsCommand {
     },
     /// Shows a run and its task instances.
     Show { run_id: i64 },
+    /// Cancels a whole run: tasks not running fail as cancelled, running ones are
+    /// stopped, and the run ends cancelled.
+    Cancel {
+        run_id: i64,
+        /// Why, kept with the run.
+        #[arg(long, default_value = "cancelled from the CLI")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +86,15 @@ pub async fn run_runs(ctx: &Ctx, command: RunsCommand) -> anyhow::Result<ExitCod
                     duration(r.started_at, r.ended_at)
                 );
             }
+        }
+        RunsCommand::Cancel { run_id, reason } => {
+            let done = orchestrator::store::cancel::cancel_run(&pool, run_id, &reason).await?;
+            println!(
+                "Run {run_id} is {}: {} task(s) cancelled, {} stopping.",
+                done.state,
+                done.stopped.len(),
+                done.stopping.len()
+            );
         }
         RunsCommand::Show { run_id } => {
             let (r, tasks) = runs::get(&pool, run_id).await?;

@@ -110,7 +110,8 @@ pub async fn wait_for_run(pool: &PgPool, dag_id: &str, limit: std::time::Duratio
         .fetch_optional(pool)
         .await
         .unwrap();
-        if let Some(s) = state.filter(|s| s == "success" || s == "failed") {
+        if let Some(s) = state.filter(|s| matches!(s.as_str(), "success" | "failed" | "cancelled"))
+        {
             return s;
         }
         assert!(

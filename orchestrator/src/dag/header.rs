@@ -24,6 +24,7 @@ pub(super) const DAG_KEYS: &[&str] = &[
     "on_success",
     "on_retry",
     "priority",
+    "dagrun_timeout",
 ];
 pub(super) struct Header {
     pub(super) id: String,

@@ -163,6 +163,9 @@ pub fn parse_dag(file: &Path, src: &str, registry: &Registry) -> Result<Dag, Vec
             max_active_runs: h.max_active_runs,
             triggered_by: h.triggered_by,
             params: h.params,
+            dagrun_timeout: dag_table
+                .and_then(|t| w.duration(t, "dagrun_timeout", "[dag]"))
+                .map(|d| d.0),
             priority: dag_table
                 .and_then(|t| w.integer(t, "priority", "[dag]"))
                 .map_or(0, |p| p.0),

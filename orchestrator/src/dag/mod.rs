@@ -48,6 +48,13 @@ pub struct Dag {
     /// The notify connections that hear of a run's outcome.
     #[serde(default, skip_serializing_if = "Alerts::is_empty")]
     pub alerts: Alerts,
+    /// How long a run may go on before it is cancelled; `None` for no limit.
+    #[serde(
+        default,
+        with = "duration_ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dagrun_timeout: Option<Duration>,
     /// Its tasks' claim priority where they set none: higher first (default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,

@@ -2,6 +2,7 @@
 //! live in `queries/*.sql`.
 
 pub mod alerts;
+pub mod cancel;
 pub mod dags;
 pub mod datasets;
 pub mod logs;

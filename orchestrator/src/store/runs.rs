@@ -69,6 +69,8 @@ pub struct RunRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When it got its final state, if it has.
     pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended as it did, when something other than its tasks decided (a cancel).
+    pub end_reason: Option<String>,
 }
 
 /// A task instance as stored, for listings.
@@ -118,8 +120,8 @@ pub async fn create(
     let run_id: Option<i64> = sqlx::query_scalar!(
         "INSERT INTO setlist.dag_runs
             (dag_id, logical_date, data_interval_start, data_interval_end, run_type, state, conf, params,
-             alerts)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)
+             alerts, timeout_ms)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)
          ON CONFLICT (dag_id, logical_date) DO NOTHING
          RETURNING id",
         dag.id,
@@ -130,6 +132,7 @@ pub async fn create(
         conf,
         params,
         dag.alerts.to_json(),
+        dag.dagrun_timeout.map(|d| d.as_millis() as i64),
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -393,7 +396,7 @@ pub async fn list(pool: &PgPool, dag_id: Option<&str>, limit: i64) -> Result<Vec
         RunRow,
         r#"SELECT id, dag_id, logical_date, data_interval_start, data_interval_end,
                 run_type AS "run_type: RunType", state AS "state: RunState", conf,
-                created_at, started_at, ended_at
+                created_at, started_at, ended_at, end_reason
          FROM setlist.dag_runs WHERE ($1::text IS NULL OR dag_id = $1)
          ORDER BY logical_date DESC, id DESC LIMIT $2"#,
         dag_id,
@@ -409,7 +412,7 @@ pub async fn get(pool: &PgPool, run_id: i64) -> Result<(RunRow, Vec<TaskInstance
         RunRow,
         r#"SELECT id, dag_id, logical_date, data_interval_start, data_interval_end,
                 run_type AS "run_type: RunType", state AS "state: RunState", conf,
-                created_at, started_at, ended_at
+                created_at, started_at, ended_at, end_reason
          FROM setlist.dag_runs WHERE id = $1"#,
         run_id
     )

@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/backfill", post(runs::backfill))
         .route("/runs/{run_id}", get(runs::get))
         .route("/runs/{run_id}/clear", post(runs::clear))
+        .route("/runs/{run_id}/cancel", post(runs::cancel))
         .route("/runs/{run_id}/tasks/{task_id}/logs", get(runs::task_logs))
         .route("/runs/{run_id}/tasks/{task_id}/state", post(runs::mark))
         .route_layer(middleware::from_fn_with_state(state, require_token));

@@ -177,6 +177,37 @@ pub async fn clear(
     Ok(Json(json!({ "run_id": run_id, "cleared": cleared })))
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// POST /api/v1/runs/{run_id}/cancel: cancels a whole run.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = self::run_id(&run_id)?;
+    let request: CancelBody = if bytes.is_empty() {
+        CancelBody::default()
+    } else {
+        body(&bytes)?
+    };
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "cancelled through the API".into());
+    let done = orchestrator::store::cancel::cancel_run(&state.pool, run_id, &reason).await?;
+    Ok(Json(json!({
+        "run_id": run_id,
+        "state": done.state,
+        "cancelled": done.stopped,
+        "stopping": done.stopping,
+    })))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MarkBody {

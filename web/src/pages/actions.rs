@@ -194,6 +194,21 @@ pub async fn clear(
     }
 }
 
+/// Cancels a whole run from its page.
+pub async fn cancel(State(state): State<AppState>, Path(run_id): Path<i64>) -> Response {
+    let back = format!("/runs/{run_id}");
+    match orchestrator::store::cancel::cancel_run(
+        &state.pool,
+        run_id,
+        "cancelled from the run's page",
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&back).into_response(),
+        Err(e) => refused(e, back),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct MarkForm {
     state: String,

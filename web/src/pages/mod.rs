@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/unpause", post(actions::unpause))
         .route("/dags/{dag_id}/trigger", post(actions::trigger))
         .route("/dags/{dag_id}/backfill", post(actions::backfill))
+        .route("/runs/{run_id}/cancel", post(actions::cancel))
         .route("/runs/{run_id}/tasks/{task_id}/clear", post(actions::clear))
         .route("/runs/{run_id}/tasks/{task_id}/mark", post(actions::mark))
         .route_layer(middleware::from_fn_with_state(

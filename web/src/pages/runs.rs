@@ -92,6 +92,8 @@ struct RunPage {
     logical_date: String,
     interval: String,
     tasks: Vec<TaskLine>,
+    /// Why the run ended as it did (a cancel's reason).
+    end_reason: Option<String>,
 }
 
 pub async fn show(
@@ -163,6 +165,7 @@ pub async fn show(
             when(Some(run.data_interval_end))
         ),
         tasks,
+        end_reason: run.end_reason,
     })
 }
 
