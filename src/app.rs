@@ -38,7 +38,9 @@ pub struct Services {
 /// Every task kind of this build, checking the connections DAG files name against
 /// the ones `config` defines.
 pub fn registry(config: &Config) -> Registry {
-    tasks::registry().with_connections(config.resolved.iter().map(|c| c.name.clone()))
+    tasks::registry()
+        .with_connections(config.resolved.iter().map(|c| c.name.clone()))
+        .with_pools(config.pools.keys().cloned())
 }
 
 /// A configured Setlist: the state store it talks to and what its tasks can do.
@@ -102,6 +104,7 @@ impl App {
         WorkerConfig {
             concurrency: self.config.worker.concurrency,
             heartbeat_interval: self.config.worker.heartbeat_interval,
+            queues: self.config.worker.queues.clone(),
             resources: self.resources(),
             ..WorkerConfig::default()
         }
@@ -123,6 +126,8 @@ impl App {
     pub async fn run(&self, services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut running = JoinSet::new();
         if services.scheduler {
+            // The pools say what the configuration says.
+            store::pools::sync(&self.pool, &self.config.pools).await?;
             let (pool, registry, config) = (
                 self.pool.clone(),
                 self.registry.clone(),

@@ -371,6 +371,10 @@ async fn a_mapped_task_is_one_row_that_opens_into_its_instances_and_a_wait_shows
         id = "later"
         kind = "wait_until"
         params = { target_time = "2999-01-01T00:00:00Z" }
+        [[task]]
+        id = "train"
+        kind = "noop"
+        queue = "gpu"
     "#,
     )
     .unwrap();
@@ -387,13 +391,18 @@ async fn a_mapped_task_is_one_row_that_opens_into_its_instances_and_a_wait_shows
     );
     // The mapped task is one row of the task table; its instances are inside it.
     let table = &run[run.find(r#"id="tasks""#).unwrap()..];
-    assert_eq!(table.matches(r#"<span class="bar "#).count(), 2, "{table}");
+    assert_eq!(table.matches(r#"<span class="bar "#).count(), 3, "{table}");
     assert!(
         run.contains(&format!(r#"href="/runs/{run_id}/tasks/each%5B2%5D""#)),
         "{run}"
     );
     assert!(
         run.contains(r#"<span class="pill waiting">waiting</span>"#),
+        "{run}"
+    );
+    // No worker serves the gpu queue: the page says so.
+    assert!(
+        run.contains("no worker for queue gpu with kind noop"),
         "{run}"
     );
     let instance = browse(

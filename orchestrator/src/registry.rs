@@ -97,6 +97,8 @@ pub struct Registry {
     /// The connections the configuration defines; `None`: not checked (a registry
     /// built without a configuration, as in unit tests).
     connections: Option<BTreeSet<String>>,
+    /// The pools the configuration defines; `None`: not checked.
+    pools: Option<BTreeSet<String>>,
 }
 
 impl fmt::Debug for Registry {
@@ -137,6 +139,17 @@ impl Registry {
     pub fn with_connections(mut self, names: impl IntoIterator<Item = String>) -> Self {
         self.connections = Some(names.into_iter().collect());
         self
+    }
+
+    /// Checks every pool a task names against `names`.
+    pub fn with_pools(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.pools = Some(names.into_iter().collect());
+        self
+    }
+
+    /// The pools the configuration defines; `None` when this registry does not check them.
+    pub fn pool_names(&self) -> Option<&BTreeSet<String>> {
+        self.pools.as_ref()
     }
 
     /// The connections the configuration defines; `None` when this registry does not

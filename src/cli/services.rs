@@ -52,15 +52,21 @@ pub struct WorkerArgs {
     /// How often the worker says it is alive (worker.heartbeat_interval, 5s).
     #[arg(long, value_parser = parse_duration)]
     heartbeat_interval: Option<Duration>,
+    /// The queues it claims from, comma-separated (worker.queues, default).
+    #[arg(long, value_delimiter = ',')]
+    queues: Option<Vec<String>>,
 }
 
 impl WorkerArgs {
     /// The flags given, at their settings' keys.
     pub fn flags(&self, flags: Flags) -> Flags {
-        flags.set("worker.concurrency", self.concurrency).set(
-            "worker.heartbeat_interval",
-            duration(self.heartbeat_interval),
-        )
+        flags
+            .set("worker.concurrency", self.concurrency)
+            .set(
+                "worker.heartbeat_interval",
+                duration(self.heartbeat_interval),
+            )
+            .set("worker.queues", self.queues.clone())
     }
 }
 

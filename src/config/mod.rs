@@ -60,6 +60,8 @@ pub struct Config {
     pub land: LandSettings,
     /// Named connections (warehouses, object stores, HTTP services, brokers), by name.
     pub connections: BTreeMap<String, ConnectionSettings>,
+    /// Pools by name, each with its slots: `[pools] warehouse = 2`.
+    pub pools: BTreeMap<String, u32>,
     /// The same connections with their secrets read, filled in by [`load`].
     #[serde(skip)]
     pub resolved: Connections,
@@ -80,6 +82,7 @@ impl Default for Config {
             simulate: SimulateSettings::default(),
             land: LandSettings::default(),
             connections: BTreeMap::new(),
+            pools: BTreeMap::new(),
             resolved: Connections::default(),
         }
     }
@@ -122,6 +125,8 @@ pub struct WorkerSettings {
     pub heartbeat_interval: Duration,
     /// Workers in one `standalone` process.
     pub count: usize,
+    /// The queues workers claim from.
+    pub queues: Vec<String>,
 }
 
 impl Default for WorkerSettings {
@@ -130,6 +135,7 @@ impl Default for WorkerSettings {
             concurrency: 8,
             heartbeat_interval: Duration::from_secs(5),
             count: 1,
+            queues: vec!["default".into()],
         }
     }
 }

@@ -106,6 +106,23 @@ pub struct TaskSpec {
     /// highest first, then the oldest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// The pool whose slots it takes while it runs (`None`: no pool, no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// How many of its pool's slots it takes (default 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub pool_slots: u32,
+    /// The queue it waits in; only workers serving it claim it (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The list a mapped task runs once per element of, as a DAG file writes it:

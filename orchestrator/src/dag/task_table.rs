@@ -39,6 +39,9 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "on_success",
     "on_retry",
     "priority",
+    "pool",
+    "pool_slots",
+    "queue",
 ];
 
 /// Retry and timeout settings written in one table; `None` where not written.
@@ -180,6 +183,42 @@ pub(super) fn read_tasks(
         let branch = w.boolean(t, "branch", &section);
         let alerts = super::alerts::read(w, t, &section, registry);
         let priority = w.integer(t, "priority", &section).map(|p| p.0);
+        let pool = w.string(t, "pool", &section);
+        if let Some((name, span)) = &pool
+            && let Some(known) = registry.pool_names()
+            && !known.contains(name)
+        {
+            let listed: Vec<&str> = known.iter().map(String::as_str).collect();
+            w.error(
+                span.clone(),
+                format!(
+                    "{section} names no pool `{name}` (pools: {}); define it under [pools] in the configuration",
+                    if listed.is_empty() { "none".into() } else { listed.join(", ") }
+                ),
+            );
+        }
+        let pool_slots = match w.count(t, "pool_slots", &section) {
+            Some((0, span)) => {
+                w.error(
+                    span,
+                    format!("`pool_slots` in {section} must be at least 1"),
+                );
+                1
+            }
+            Some((n, _)) => n,
+            None => 1,
+        };
+        let queue = w.string(t, "queue", &section);
+        if let Some((name, span)) = &queue
+            && !is_valid_id(name)
+        {
+            w.error(
+                span.clone(),
+                format!(
+                    "invalid queue \"{name}\" in {section}: use letters, digits, `_`, `-` and `.`"
+                ),
+            );
+        }
         let map_over = read_map_over(w, t, &section, dag_params, &depends_on);
         let max_active_mapped = w.count(t, "max_active_mapped", &section);
         if let (Some((_, span)), None) = (&max_active_mapped, &map_over) {
@@ -257,6 +296,9 @@ pub(super) fn read_tasks(
             group: group.map(|g| g.0),
             alerts,
             priority,
+            pool: pool.map(|p| p.0),
+            pool_slots,
+            queue: queue.map(|q| q.0),
         });
     }
 

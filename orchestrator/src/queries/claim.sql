@@ -1,24 +1,36 @@
--- Claims the ready task instance of the highest priority, then the oldest, for worker
--- $1 and opens its attempt.
+-- Claims the ready task instance of the highest priority, then the oldest, that worker
+-- $1 may run: of a queue it serves ($2) and a kind it has ($3), in no pool or in a pool
+-- with room for its slots. The pool's slots are taken in the same statement, guarded
+-- so that two workers racing for a pool's last slot cannot both take it (the second
+-- finds the slot gone when the first commits, and claims nothing).
 -- SKIP LOCKED lets any number of workers claim side by side without waiting.
 -- A waiting task's poke continues its try: same try number, same attempt (and log),
 -- one more poke.
 WITH next AS (
-    SELECT id FROM setlist.task_instances
-    WHERE state IN ('queued', 'up_for_retry', 'waiting')
-      AND (state = 'queued' OR retry_at <= clock_timestamp())
-    ORDER BY priority DESC, id
+    SELECT t.id, t.pool, t.pool_slots FROM setlist.task_instances t
+    WHERE t.state IN ('queued', 'up_for_retry', 'waiting')
+      AND (t.state = 'queued' OR t.retry_at <= clock_timestamp())
+      AND t.queue = ANY ($2) AND t.kind = ANY ($3)
+      AND (t.pool IS NULL OR EXISTS (
+          SELECT 1 FROM setlist.pools p WHERE p.name = t.pool AND p.used + t.pool_slots <= p.slots))
+    ORDER BY t.priority DESC, t.id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF t SKIP LOCKED
+), taken AS (
+    UPDATE setlist.pools p SET used = p.used + n.pool_slots
+    FROM next n
+    WHERE p.name = n.pool AND p.used + n.pool_slots <= p.slots
+    RETURNING p.name
 ), claimed AS (
     UPDATE setlist.task_instances t
     SET state = 'running',
         try_number = t.try_number + CASE WHEN t.state = 'waiting' THEN 0 ELSE 1 END,
         worker_id = $1,
         started_at = CASE WHEN t.state = 'waiting' THEN t.started_at ELSE clock_timestamp() END,
-        ended_at = NULL, retry_at = NULL
-    FROM next
-    WHERE t.id = next.id
+        ended_at = NULL, retry_at = NULL,
+        holds_pool = n.pool IS NOT NULL
+    FROM next n
+    WHERE t.id = n.id AND (n.pool IS NULL OR EXISTS (SELECT 1 FROM taken))
     RETURNING t.*
 ), attempt AS (
     INSERT INTO setlist.attempts (ti_id, try_number, worker_id, state, started_at)

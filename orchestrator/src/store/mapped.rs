@@ -50,6 +50,7 @@ pub async fn expand(
         tx.commit().await?;
         return Ok(Finished::Superseded);
     }
+    super::pools::release(&mut tx, ti_id).await?;
     if elements.is_empty() {
         TaskState::Running
             .check_move(TaskState::Skipped, Actor::Engine)
@@ -84,7 +85,7 @@ pub async fn expand(
         "INSERT INTO setlist.task_instances
             (run_id, task_id, kind, params, upstream, is_leaf, trigger_rule, retries, retry_delay_ms,
              retry_backoff, max_retry_delay_ms, timeout_ms, state, max_tries, queued_at,
-             map_parent, map_index, map_element, priority)
+             map_parent, map_index, map_element, priority, pool, pool_slots, queue)
          SELECT p.run_id, e.task_id, p.kind, p.params, '{}', false, 'all_success', p.retries,
                 p.retry_delay_ms, p.retry_backoff, p.max_retry_delay_ms, p.timeout_ms,
                 CASE WHEN p.max_active_mapped IS NULL OR e.i <= p.max_active_mapped
@@ -92,7 +93,7 @@ pub async fn expand(
                 p.retries + 1,
                 CASE WHEN p.max_active_mapped IS NULL OR e.i <= p.max_active_mapped
                      THEN clock_timestamp() END,
-                p.task_id, e.i - 1, e.element, p.priority
+                p.task_id, e.i - 1, e.element, p.priority, p.pool, p.pool_slots, p.queue
          FROM setlist.task_instances p,
               UNNEST($2::text[], $3::jsonb[]) WITH ORDINALITY AS e (task_id, element, i)
          WHERE p.id = $1",

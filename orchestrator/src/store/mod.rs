@@ -7,6 +7,7 @@ pub mod dags;
 pub mod datasets;
 pub mod logs;
 pub mod mapped;
+pub mod pools;
 pub mod runs;
 pub mod transitions;
 pub mod workers;

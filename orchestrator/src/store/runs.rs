@@ -100,6 +100,8 @@ pub struct TaskInstanceRow {
     pub retry_at: Option<DateTime<Utc>>,
     /// What it returned on success, read by its downstream tasks.
     pub output: Option<Value>,
+    /// The queue it waits in.
+    pub queue: String,
 }
 
 /// How much lower a backfill run's tasks are claimed than the same tasks of a
@@ -150,6 +152,11 @@ pub async fn create(
     );
     let mut task_alerts = Vec::with_capacity(n);
     let mut priorities = Vec::with_capacity(n);
+    let (mut pools, mut pool_slots, mut queues) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let (mut branches, mut maps, mut map_limits) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -190,6 +197,9 @@ pub async fn create(
             0
         };
         priorities.push(t.priority.unwrap_or(dag.priority).saturating_add(shift));
+        pools.push(t.pool.clone());
+        pool_slots.push(t.pool_slots as i32);
+        queues.push(t.queue.clone().unwrap_or_else(|| "default".into()));
     }
     sqlx::query_file!(
         "src/queries/insert_task_instances.sql",
@@ -210,6 +220,9 @@ pub async fn create(
         &map_limits as &[Option<i32>],
         &task_alerts as &[Option<Value>],
         &priorities,
+        &pools as &[Option<String>],
+        &pool_slots,
+        &queues,
     )
     .execute(&mut *conn)
     .await?;
@@ -423,7 +436,7 @@ pub async fn get(pool: &PgPool, run_id: i64) -> Result<(RunRow, Vec<TaskInstance
         TaskInstanceRow,
         r#"SELECT id, task_id, kind, state AS "state: TaskState",
                 failure_reason AS "failure_reason: FailureReason", try_number, max_tries,
-                queued_at, started_at, ended_at, retry_at, output
+                queued_at, started_at, ended_at, retry_at, output, queue
          FROM setlist.task_instances WHERE run_id = $1 ORDER BY id"#,
         run_id
     )

@@ -308,6 +308,7 @@ struct Owned {
     cancel_requested: bool,
     map_parent: Option<String>,
     alerts: Option<Value>,
+    holds_pool: bool,
 }
 
 /// Records the end of try `try_number` of a task instance by `worker_id`, moves the
@@ -325,7 +326,8 @@ pub async fn finish_attempt(
     let ti: Owned = sqlx::query_as!(
         Owned,
         r#"SELECT task_id, state AS "state: TaskState", worker_id, try_number, max_tries,
-                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested, map_parent, alerts
+                retry_delay_ms, retry_backoff, max_retry_delay_ms, cancel_requested, map_parent, alerts,
+                holds_pool
          FROM setlist.task_instances WHERE id = $1 FOR UPDATE"#,
         ti_id
     )
@@ -363,6 +365,9 @@ pub async fn finish_attempt(
     if !owns {
         tx.commit().await?;
         return Ok(Finished::Superseded);
+    }
+    if ti.holds_pool {
+        super::pools::release(&mut tx, ti_id).await?;
     }
     let mut downstream = Downstream::All;
     let (state, output, retry_in) = match outcome {

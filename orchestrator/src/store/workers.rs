@@ -9,21 +9,42 @@ use super::transitions::{Outcome, finish_attempt};
 use crate::error::Result;
 use crate::state::{FailureReason, WorkerState};
 
-/// Announces a worker.
-pub async fn register(pool: &PgPool, id: Uuid, concurrency: usize) -> Result<()> {
+/// Announces a worker, the queues it serves and the kinds it has.
+pub async fn register(
+    pool: &PgPool,
+    id: Uuid,
+    concurrency: usize,
+    queues: &[String],
+    kinds: &[String],
+) -> Result<()> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     sqlx::query!(
-        "INSERT INTO setlist.workers (id, hostname, pid, concurrency, state) VALUES ($1, $2, $3, $4, 'active')",
+        "INSERT INTO setlist.workers (id, hostname, pid, concurrency, state, queues, kinds)
+         VALUES ($1, $2, $3, $4, 'active', $5, $6)",
         id,
         hostname,
         std::process::id() as i32,
         concurrency as i32,
+        queues,
+        kinds,
     )
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// The queues and kinds of each active worker, for telling a task no worker can run.
+pub async fn serving(pool: &PgPool) -> Result<Vec<(Vec<String>, Vec<String>)>> {
+    Ok(sqlx::query!(
+        "SELECT queues, coalesce(kinds, '{}') AS \"kinds!\" FROM setlist.workers WHERE state = 'active'"
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| (r.queues, r.kinds))
+    .collect())
 }
 
 /// Records that the worker is alive. Returns false if the reaper had given it up,

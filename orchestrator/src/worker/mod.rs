@@ -39,6 +39,8 @@ pub struct WorkerConfig {
     pub max_idle: Duration,
     /// Handed to every attempt as [`TaskContext::resources`].
     pub resources: Resources,
+    /// The queues it claims from (`default` unless told otherwise).
+    pub queues: Vec<String>,
 }
 
 impl Default for WorkerConfig {
@@ -49,6 +51,7 @@ impl Default for WorkerConfig {
             cancel_grace: Duration::from_secs(5),
             max_idle: Duration::from_secs(10),
             resources: Resources::new(),
+            queues: vec!["default".into()],
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Worker {
     pool: PgPool,
     registry: Arc<Registry>,
     config: WorkerConfig,
+    /// The kinds its registry has: it claims only tasks of these.
+    kinds: Vec<String>,
 }
 
 impl Worker {
@@ -131,12 +136,14 @@ impl Worker {
         config: WorkerConfig,
     ) -> Result<Self> {
         let id = Uuid::new_v4();
-        workers::register(&pool, id, config.concurrency).await?;
+        let kinds: Vec<String> = registry.kinds().map(String::from).collect();
+        workers::register(&pool, id, config.concurrency, &config.queues, &kinds).await?;
         Ok(Self {
             id,
             pool,
             registry,
             config,
+            kinds,
         })
     }
 
@@ -145,13 +152,17 @@ impl Worker {
         self.id
     }
 
-    /// Claims the next ready task instance, if any.
+    /// Claims the next ready task instance of its queues and kinds, if any.
     pub async fn claim(&self) -> Result<Option<Claimed>> {
-        Ok(
-            sqlx::query_file_as!(Claimed, "src/queries/claim.sql", self.id)
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(sqlx::query_file_as!(
+            Claimed,
+            "src/queries/claim.sql",
+            self.id,
+            &self.config.queues,
+            &self.kinds,
         )
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Claims one task instance and runs it to the end. `None` when nothing is ready.

@@ -24,6 +24,8 @@ pub struct TaskLine {
     pub instances: Vec<TaskLine>,
     /// A mapped task's instances by state, e.g. "1000 instances: 998 success, 2 failed".
     pub mapped: String,
+    /// Why a queued task does not start: no live worker serves its queue and kind.
+    pub note: String,
 }
 
 /// The most instances of one mapped task the page lists.
@@ -102,6 +104,7 @@ pub async fn show(
 ) -> Result<Html<String>, ApiError> {
     let run_id = crate::api::runs::run_id(&run_id)?;
     let (run, tasks) = runs::get(&state.pool, run_id).await?;
+    let serving = orchestrator::store::workers::serving(&state.pool).await?;
     // The gantt spans from the first task's start to the last one's end (or now).
     let now = chrono::Utc::now();
     let first = tasks.iter().filter_map(|t| t.started_at).min();
@@ -138,7 +141,6 @@ pub async fn show(
                     }
                     _ => "-".into(),
                 },
-                task_id: t.task_id,
                 state: t.state.to_string(),
                 tries: format!("{} of {}", t.try_number, t.max_tries),
                 start: when(t.started_at),
@@ -147,6 +149,16 @@ pub async fn show(
                 width_pct: format!("{width:.2}"),
                 instances: Vec::new(),
                 mapped: String::new(),
+                note: if t.state == orchestrator::TaskState::Queued
+                    && !serving
+                        .iter()
+                        .any(|(q, k)| q.contains(&t.queue) && k.contains(&t.kind))
+                {
+                    format!("no worker for queue {} with kind {}", t.queue, t.kind)
+                } else {
+                    String::new()
+                },
+                task_id: t.task_id,
             }
         })
         .collect();
