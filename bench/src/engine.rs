@@ -326,3 +326,120 @@ pub async fn mapped(args: &Args) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// 1 -> 1,000 -> 1 where the 1,000 are in a pool of `pool` slots (`None`: no pool) with
+/// priorities from 0 to 9 (`prioritised`), or all at one priority.
+fn fanout_in_pool(width: usize, pool: Option<u32>, prioritised: bool) -> String {
+    let name = match (pool, prioritised) {
+        (Some(_), true) => "fanout_pool_prio",
+        (Some(_), false) => "fanout_pool",
+        (None, true) => "fanout_prio",
+        (None, false) => "fanout_plain",
+    };
+    let mut s = format!("[dag]\nid = \"{name}\"\n[[task]]\nid = \"start\"\nkind = \"noop\"\n");
+    for i in 0..width {
+        s += &format!("[[task]]\nid = \"m{i}\"\nkind = \"noop\"\ndepends_on = [\"start\"]\n");
+        if pool.is_some() {
+            s += "pool = \"bench\"\n";
+        }
+        if prioritised {
+            s += &format!("priority = {}\n", i % 10);
+        }
+    }
+    let all: Vec<String> = (0..width).map(|i| format!("\"m{i}\"")).collect();
+    s += &format!(
+        "[[task]]\nid = \"end\"\nkind = \"noop\"\ndepends_on = [{}]\n",
+        all.join(", ")
+    );
+    s
+}
+
+/// The claim with pools and priorities in use beside the plain claim, in one run on two
+/// worker processes: each 1 -> 1,000 -> 1 run's time, task instances per second, and
+/// its hops (an upstream's end to its downstream's start) at p50/p95/p99.
+pub async fn pools(args: &Args) -> anyhow::Result<()> {
+    let (pool, url) = fresh_db(&args.admin_url).await?;
+    orchestrator::store::pools::sync(
+        &pool,
+        &std::collections::BTreeMap::from([("bench".to_string(), 16)]),
+    )
+    .await?;
+    let registry = Arc::new(tasks::registry());
+    let shapes = [
+        (
+            "plain claim (no pool, one priority)",
+            fanout_in_pool(1000, None, false),
+        ),
+        ("priorities 0-9", fanout_in_pool(1000, None, true)),
+        ("pool of 16 slots", fanout_in_pool(1000, Some(16), false)),
+        (
+            "pool of 16 slots and priorities 0-9",
+            fanout_in_pool(1000, Some(16), true),
+        ),
+    ];
+    let dags: Vec<(&str, orchestrator::Dag)> = shapes
+        .iter()
+        .map(|(label, src)| {
+            parse_dag(Path::new("bench.toml"), src, &registry)
+                .map(|d| (*label, d))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&empty)?;
+    let _workers = Reaped(vec![
+        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
+        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
+    ]);
+    let started = Instant::now();
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM setlist.workers WHERE state = 'active'",
+    )
+    .fetch_one(&pool)
+    .await?
+        < 2
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "workers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Alternate the shapes, three rounds, so drift on a shared machine hits all alike.
+    let mut results: Vec<(Vec<f64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); dags.len()];
+    for _ in 0..3 {
+        for (i, (_, dag)) in dags.iter().enumerate() {
+            let (id, secs) = run_once(&pool, dag).await?;
+            results[i].0.push(secs);
+            results[i].1.push(id);
+        }
+    }
+    let mut baseline = 0.0;
+    for (i, (label, _)) in dags.iter().enumerate() {
+        let (secs, ids) = &mut results[i];
+        secs.sort_by(f64::total_cmp);
+        let median = percentile(secs, 50.0);
+        let mut hops: Vec<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM d.started_at - u.ended_at)::float8 * 1000
+             FROM setlist.task_instances d
+             JOIN setlist.task_instances u ON u.run_id = d.run_id AND u.task_id = ANY (d.upstream)
+             WHERE d.run_id = ANY ($1) AND d.task_id <> 'end'",
+        )
+        .bind(&*ids)
+        .fetch_all(&pool)
+        .await?;
+        hops.sort_by(f64::total_cmp);
+        if i == 0 {
+            baseline = median;
+        }
+        println!(
+            "| 1 -> 1,000 -> 1, 2 workers x 8: {label} (median of 3) | {median:.3} s, {:.0} task instances/s, ratio {:.2}; start -> task start p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms | - |",
+            1002.0 / median,
+            median / baseline,
+            percentile(&hops, 50.0),
+            percentile(&hops, 95.0),
+            percentile(&hops, 99.0),
+        );
+    }
+    Ok(())
+}

@@ -63,6 +63,8 @@ enum What {
     Waits,
     /// Dynamic mapping: 1 -> 1,000 mapped -> 1 beside the static fan-out, and 10,000.
     Mapped,
+    /// The claim with pools and priorities beside the plain claim.
+    Pools,
     /// The engine benchmarks (chain, fanout, idle, mapped, waits).
     Engine,
     /// The streaming benchmarks (generator, produce, land, land-rss).
@@ -91,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(what, What::Idle | What::Engine) {
         engine::idle(&args).await?;
+    }
+    if matches!(what, What::Pools | What::Engine) {
+        engine::pools(&args).await?;
     }
     if matches!(what, What::Mapped | What::Engine) {
         engine::mapped(&args).await?;

@@ -258,33 +258,31 @@ impl Worker {
     /// The outputs of a claimed task's upstream tasks that succeeded; a mapped
     /// instance's are its mapped task's.
     async fn upstream_outputs(&self, c: &Claimed) -> Result<BTreeMap<String, Value>> {
-        if let Some(parent) = c
-            .map_index
-            .and_then(|_| c.task_id.rsplit_once('['))
-            .map(|(p, _)| p)
-        {
-            return Ok(sqlx::query!(
-                r#"SELECT u.task_id, u.output AS "output!" FROM setlist.task_instances u
-                   WHERE u.run_id = $1 AND u.state = 'success' AND u.output IS NOT NULL
-                     AND u.task_id = ANY ((SELECT p.upstream FROM setlist.task_instances p
-                                           WHERE p.run_id = $1 AND p.task_id = $2)::text[])"#,
-                c.run_id,
-                parent,
-            )
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| (r.task_id, r.output))
-            .collect());
-        }
-        if c.upstream.is_empty() {
+        // A mapped instance has no upstream of its own: it reads its mapped task's, in
+        // two lookups by key (the run's rows are never scanned, however many instances).
+        let parent_upstream: Vec<String>;
+        let upstream = match c.map_index.and_then(|_| c.task_id.rsplit_once('[')) {
+            Some((parent, _)) => {
+                parent_upstream = sqlx::query_scalar!(
+                    "SELECT upstream FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",
+                    c.run_id,
+                    parent,
+                )
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default();
+                &parent_upstream
+            }
+            None => &c.upstream,
+        };
+        if upstream.is_empty() {
             return Ok(BTreeMap::new());
         }
         Ok(sqlx::query!(
             r#"SELECT task_id, output AS "output!" FROM setlist.task_instances
                WHERE run_id = $1 AND task_id = ANY ($2) AND state = 'success' AND output IS NOT NULL"#,
             c.run_id,
-            &c.upstream,
+            upstream,
         )
         .fetch_all(&self.pool)
         .await?
