@@ -4,3 +4,8 @@ ALTER TABLE setlist.task_instances ADD COLUMN priority integer NOT NULL DEFAULT 
 DROP INDEX setlist.task_instances_ready;
 CREATE INDEX task_instances_ready ON setlist.task_instances (priority DESC, id)
     WHERE state IN ('queued', 'up_for_retry', 'waiting');
+
+-- When the next retry or poke is due, for idle workers to sleep until: the first entry
+-- of its own index, not a scan of every ready task.
+CREATE INDEX task_instances_due ON setlist.task_instances (retry_at)
+    WHERE state IN ('up_for_retry', 'waiting');

@@ -51,6 +51,11 @@ pub trait TaskConfig: Task + DeserializeOwned + 'static {
     /// so a worker needs no copy of the DAG folder.
     const INLINE_FILES: &'static [InlineFile] = &[];
 
+    /// Whether the kind reads [`crate::TaskContext::upstream_outputs`] itself; other
+    /// kinds get them only when their templates name `upstream` (an upstream output can
+    /// be large: a mapped task's instances would each fetch the list they map over).
+    const READS_UPSTREAM: bool = false;
+
     /// Checks that serde cannot express (an empty command, a negative rate).
     fn validate(&self) -> Result<(), ParamError> {
         Ok(())
@@ -94,6 +99,7 @@ type Build = Box<
 pub struct Registry {
     kinds: BTreeMap<&'static str, Build>,
     inline_files: BTreeMap<&'static str, &'static [InlineFile]>,
+    reads_upstream: BTreeSet<&'static str>,
     /// The connections the configuration defines; `None`: not checked (a registry
     /// built without a configuration, as in unit tests).
     connections: Option<BTreeSet<String>>,
@@ -116,6 +122,9 @@ impl Registry {
     /// Registers `T` under `kind`; a later registration of the same name replaces it.
     pub fn register<T: TaskConfig>(&mut self, kind: &'static str) -> &mut Self {
         self.inline_files.insert(kind, T::INLINE_FILES);
+        if T::READS_UPSTREAM {
+            self.reads_upstream.insert(kind);
+        }
         self.kinds.insert(
             kind,
             Box::new(|params: &Value| {
@@ -167,6 +176,11 @@ impl Registry {
     /// file's text goes into ([`TaskConfig::INLINE_FILES`]).
     pub fn inline_files(&self, kind: &str) -> &'static [InlineFile] {
         self.inline_files.get(kind).copied().unwrap_or_default()
+    }
+
+    /// Whether `kind` reads its upstream outputs itself ([`TaskConfig::READS_UPSTREAM`]).
+    pub fn reads_upstream(&self, kind: &str) -> bool {
+        self.reads_upstream.contains(kind)
     }
 
     /// The registered names, sorted.

@@ -226,6 +226,16 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
+/// Whether a templated string of `params` mentions `name` (`upstream`).
+pub fn mentions(params: &Value, name: &str) -> bool {
+    match params {
+        Value::String(s) => is_template(s) && s.contains(name),
+        Value::Array(items) => items.iter().any(|i| mentions(i, name)),
+        Value::Object(map) => map.values().any(|v| mentions(v, name)),
+        _ => false,
+    }
+}
+
 /// Whether any string in `params` holds template syntax.
 pub fn has_templates(params: &Value) -> bool {
     match params {

@@ -54,6 +54,7 @@ fn python3() -> PathBuf {
 }
 
 impl TaskConfig for Python {
+    const READS_UPSTREAM: bool = true;
     const INLINE_FILES: &'static [InlineFile] = &[InlineFile {
         from: "script",
         into: "code",

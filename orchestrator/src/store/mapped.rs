@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 use crate::state::{Actor, FailureReason, TaskState};
 use crate::task::Downstream;
 
+/// An expansion into this many instances or more refreshes the planner's statistics.
+const REFRESH_STATISTICS_AT: usize = 1000;
+
 /// Turns the claimed mapped task `ti_id` into one instance per element: the first
 /// `max_active_mapped` (or all) queued, the rest scheduled to follow. The mapped task
 /// stays running, without a worker, until its last instance ends. An empty list skips
@@ -112,6 +115,15 @@ pub async fn expand(
     .await?;
     notify(&mut tx, WORK_CHANNEL, "").await?;
     tx.commit().await?;
+    // Thousands of new ready rows at once: without fresh statistics the planner may
+    // think few rows are ready and sort them all for every claim instead of reading
+    // the ready index in order (10,000 instances took twice as long). Autovacuum would
+    // catch up within a minute; the claims need it now.
+    if elements.len() >= REFRESH_STATISTICS_AT {
+        sqlx::query("ANALYZE setlist.task_instances")
+            .execute(pool)
+            .await?;
+    }
     Ok(Finished::Mapped(elements.len()))
 }
 
@@ -119,12 +131,13 @@ pub async fn expand(
 /// waiting for room, and when it was the last, ends the mapped task (failed if any
 /// instance failed, skipped if all were skipped, else success, with the instances'
 /// outputs in order as its output) and decides the tasks below it. Returns whether any
-/// task was queued. The caller holds the run's lock.
+/// task was queued, and whether the mapped task ended (else the run cannot end yet).
+/// The caller holds the run's lock.
 pub(super) async fn instance_ended(
     conn: &mut PgConnection,
     run_id: i64,
     parent: &str,
-) -> Result<bool> {
+) -> Result<(bool, bool)> {
     let pending = sqlx::query!(
         "UPDATE setlist.task_instances SET map_pending = map_pending - 1
          WHERE run_id = $1 AND task_id = $2
@@ -150,7 +163,7 @@ pub(super) async fn instance_ended(
             > 0;
     }
     if pending.map_pending != Some(0) {
-        return Ok(queued);
+        return Ok((queued, false));
     }
     let ended = sqlx::query!(
         r#"SELECT count(*) FILTER (WHERE state IN ('failed', 'upstream_failed')) AS "failed!",
@@ -194,5 +207,8 @@ pub(super) async fn instance_ended(
     if let Some(event) = event {
         super::alerts::enqueue(conn, run_id, Some((parent, 0)), event, alerts.as_ref()).await?;
     }
-    Ok(task_ended(conn, run_id, parent, state, &Downstream::All).await? || queued)
+    Ok((
+        task_ended(conn, run_id, parent, state, &Downstream::All).await? || queued,
+        true,
+    ))
 }

@@ -441,14 +441,21 @@ pub async fn finish_attempt(
         // Workers recompute when to wake for the retry or the poke.
         notify(&mut tx, WORK_CHANNEL, "").await?;
     } else {
-        let queued = match &ti.map_parent {
+        let (queued, may_end) = match &ti.map_parent {
             Some(parent) => super::mapped::instance_ended(&mut tx, run_id, parent).await?,
-            None => task_ended(&mut tx, run_id, &ti.task_id, state, &downstream).await?,
+            None => (
+                task_ended(&mut tx, run_id, &ti.task_id, state, &downstream).await?,
+                true,
+            ),
         };
         if queued {
             notify(&mut tx, WORK_CHANNEL, "").await?;
         }
-        finalize_run(&mut tx, run_id).await?;
+        // While its mapped task waits for other instances, the run cannot end: the
+        // check (which reads the run's unfinished tasks) is left for the last one.
+        if may_end {
+            finalize_run(&mut tx, run_id).await?;
+        }
     }
     tx.commit().await?;
     Ok(Finished::State(state))
@@ -683,7 +690,11 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
             .rsplit_once('[')
             .filter(|_| crate::mapping::is_instance(task_id));
         let queued = match parent {
-            Some((parent, _)) => super::mapped::instance_ended(&mut tx, run_id, parent).await?,
+            Some((parent, _)) => {
+                super::mapped::instance_ended(&mut tx, run_id, parent)
+                    .await?
+                    .0
+            }
             None => {
                 task_ended(
                     &mut tx,

@@ -292,7 +292,14 @@ impl Worker {
     }
 
     async fn attempt(&self, c: &Claimed, cancel: CancellationToken) -> Result<Outcome> {
-        let upstream_outputs = self.upstream_outputs(c).await?;
+        // Fetched only for a kind that reads them or templates that name them.
+        let upstream_outputs = if self.registry.reads_upstream(&c.kind)
+            || crate::template::mentions(&c.params, "upstream")
+        {
+            self.upstream_outputs(c).await?
+        } else {
+            BTreeMap::new()
+        };
         // Templated strings render against this attempt's context; params without
         // templates are used as they are, at no cost.
         let templated = crate::template::has_templates(&c.params);
