@@ -471,10 +471,13 @@ impl Worker {
             Timeout,
             Cancel,
         }
+        // A cancel is looked at first: a task that stops because of it (a killed
+        // process) must fail as cancelled, not with the error its stop raised.
         let stopped = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Stop::Cancel,
             ended = &mut run => return Ok(ended_by_itself(ended, &ctx.log)),
             _ = deadline => Stop::Timeout,
-            _ = cancel.cancelled() => Stop::Cancel,
         };
         // Ask the task to stop and give it a moment to clean up.
         ctx.cancel.cancel();
