@@ -179,27 +179,7 @@ pub async fn fanout(args: &Args) -> anyhow::Result<()> {
     let registry = Arc::new(tasks::registry());
     let dag = parse_dag(Path::new("fanout.toml"), &fanout_dag(1000), &registry)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&empty)?;
-    let _workers = Reaped(vec![
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-    ]);
-    let started = Instant::now();
-    loop {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM setlist.workers WHERE state = 'active'")
-                .fetch_one(&pool)
-                .await?;
-        if n == 2 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "workers did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _workers = two_workers(args, &pool, &url).await?;
     let mut totals = Vec::new();
     for _ in 0..3 {
         let (_, secs) = run_once(&pool, &dag).await?;
@@ -212,6 +192,32 @@ pub async fn fanout(args: &Args) -> anyhow::Result<()> {
         totals[totals.len() - 1]
     );
     Ok(())
+}
+
+/// Two `setlist worker` processes of 8 slots on the database at `url`, once both are
+/// active; they stop when the value is dropped.
+async fn two_workers(args: &Args, pool: &PgPool, url: &str) -> anyhow::Result<Reaped> {
+    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&empty)?;
+    let workers = Reaped(vec![
+        spawn_setlist(args, url, &empty, &["worker", "--concurrency", "8"])?,
+        spawn_setlist(args, url, &empty, &["worker", "--concurrency", "8"])?,
+    ]);
+    let started = Instant::now();
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM setlist.workers WHERE state = 'active'",
+    )
+    .fetch_one(pool)
+    .await?
+        < 2
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "workers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(workers)
 }
 
 /// (RSS kB, CPU ticks) of a process from /proc.
@@ -281,26 +287,7 @@ pub async fn mapped(args: &Args) -> anyhow::Result<()> {
     let static_1000 = parse("fanout.toml", fanout_dag(1000))?;
     let mapped_1000 = parse("mapped_1000.toml", mapped_dag(1000))?;
     let mapped_10000 = parse("mapped_10000.toml", mapped_dag(10_000))?;
-    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&empty)?;
-    let _workers = Reaped(vec![
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-    ]);
-    let started = Instant::now();
-    while sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM setlist.workers WHERE state = 'active'",
-    )
-    .fetch_one(&pool)
-    .await?
-        < 2
-    {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "workers did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _workers = two_workers(args, &pool, &url).await?;
     let (mut fixed, mut mapped) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         fixed.push(run_once(&pool, &static_1000).await?.1);
@@ -385,26 +372,7 @@ pub async fn pools(args: &Args) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let empty = std::env::temp_dir().join(format!("setlist-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&empty)?;
-    let _workers = Reaped(vec![
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-        spawn_setlist(args, &url, &empty, &["worker", "--concurrency", "8"])?,
-    ]);
-    let started = Instant::now();
-    while sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM setlist.workers WHERE state = 'active'",
-    )
-    .fetch_one(&pool)
-    .await?
-        < 2
-    {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "workers did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _workers = two_workers(args, &pool, &url).await?;
     // Alternate the shapes, three rounds, so drift on a shared machine hits all alike.
     let mut results: Vec<(Vec<f64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); dags.len()];
     for _ in 0..3 {

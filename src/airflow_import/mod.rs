@@ -149,18 +149,7 @@ fn write_dag(dag: &AfDag, out: &Path, registry: &Registry) -> anyhow::Result<Dag
             Ok(_) => {
                 std::fs::write(&file, text)
                     .with_context(|| format!("Failed to write {}", file.display()))?;
-                return Ok(DagReport {
-                    id: dag.id.clone(),
-                    source: dag.file.clone(),
-                    written: Some(file),
-                    tasks: dag
-                        .tasks
-                        .iter()
-                        .map(|t| t.id.clone())
-                        .zip(tasks.into_iter().map(|t| t.fidelity))
-                        .collect(),
-                    notes,
-                });
+                return Ok(report(dag, Some(file), tasks, notes));
             }
             Err(errors) => {
                 let mut changed = false;
@@ -188,23 +177,33 @@ fn write_dag(dag: &AfDag, out: &Path, registry: &Registry) -> anyhow::Result<Dag
                             .collect::<Vec<_>>()
                             .join("; ")
                     ));
-                    return Ok(DagReport {
-                        id: dag.id.clone(),
-                        source: dag.file.clone(),
-                        written: None,
-                        tasks: dag
-                            .tasks
-                            .iter()
-                            .map(|t| t.id.clone())
-                            .zip(tasks.into_iter().map(|t| t.fidelity))
-                            .collect(),
-                        notes,
-                    });
+                    return Ok(report(dag, None, tasks, notes));
                 }
             }
         }
     }
     unreachable!("each round turns one more task into a placeholder")
+}
+
+/// What became of `dag`: the file written (if one was) and each task's fidelity.
+fn report(
+    dag: &AfDag,
+    written: Option<PathBuf>,
+    tasks: Vec<Translated>,
+    notes: Vec<String>,
+) -> DagReport {
+    DagReport {
+        id: dag.id.clone(),
+        source: dag.file.clone(),
+        written,
+        tasks: dag
+            .tasks
+            .iter()
+            .map(|t| t.id.clone())
+            .zip(tasks.into_iter().map(|t| t.fidelity))
+            .collect(),
+        notes,
+    }
 }
 
 /// A TOML value written inline.

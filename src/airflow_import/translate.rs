@@ -456,19 +456,11 @@ fn operator(t: &AfTask, downstream: &[String]) -> Translated {
 
 /// Setlist's trigger rule for Airflow's, and what differs when it is not the same.
 fn trigger_rule(airflow: &str) -> (&'static str, Option<String>) {
-    const SAME: [&str; 10] = [
-        "all_success",
-        "all_done",
-        "one_failed",
-        "one_success",
-        "none_failed",
-        "none_failed_min_one_success",
-        "all_failed",
-        "none_skipped",
-        "all_skipped",
-        "always",
-    ];
-    if let Some(same) = SAME.iter().find(|r| **r == airflow) {
+    // The rules both have, under the same names.
+    if let Some(same) = orchestrator::trigger_rule::TriggerRule::NAMES
+        .iter()
+        .find(|r| **r == airflow)
+    {
         return (same, None);
     }
     let near = match airflow {
