@@ -40,7 +40,7 @@ pub struct Services {
 pub fn registry(config: &Config) -> Registry {
     tasks::registry()
         .with_connections(config.resolved.iter().map(|c| c.name.clone()))
-        .with_pools(config.pools.keys().cloned())
+        .with_pools(config.pools.clone())
 }
 
 /// A configured Setlist: the state store it talks to and what its tasks can do.

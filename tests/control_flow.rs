@@ -592,3 +592,39 @@ async fn a_run_outliving_its_dagrun_timeout_is_cancelled_with_that_reason() {
     .unwrap();
     assert_eq!(reason, "cancelled");
 }
+
+#[tokio::test]
+async fn a_run_cancelled_while_its_mapped_task_maps_starts_no_instance_and_a_clear_runs_it_again() {
+    let db = TestDb::new().await;
+    let d = dag(r#"
+        [dag]
+        id = "cancel_map"
+        [[task]]
+        id = "each"
+        kind = "noop"
+        map_over = [1, 2, 3]
+    "#);
+    let run = trigger(&db, &d).await;
+    let w = worker(&db).await;
+    // The worker holds the mapped task, about to map it, when the run is cancelled.
+    let claimed = w.claim().await.unwrap().expect("the mapped task");
+    orchestrator::store::cancel::cancel_run(&db.pool, run, "not today")
+        .await
+        .unwrap();
+    let done = w
+        .execute(claimed, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.result, Finished::State(TaskState::Failed));
+    assert_eq!(states(&db.pool, run).await, expect(&[("each", "failed")]));
+    assert_eq!(run_state(&db.pool, run).await, "cancelled");
+    // Cleared, the run runs again, is no longer cancelled, and succeeds.
+    transitions::clear(&db.pool, run, &["each".into()], false)
+        .await
+        .unwrap();
+    drain(&w).await;
+    drain(&w).await;
+    assert_eq!(run_state(&db.pool, run).await, "success");
+    let (r, _) = orchestrator::store::runs::get(&db.pool, run).await.unwrap();
+    assert_eq!(r.end_reason, None);
+}

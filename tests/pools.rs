@@ -152,10 +152,10 @@ async fn a_task_waits_in_its_queue_for_a_worker_that_serves_it() {
 
 #[tokio::test]
 async fn a_task_naming_a_pool_the_configuration_lacks_does_not_load() {
-    let registry = tasks::registry().with_pools(["warehouse".to_string()]);
+    let registry = tasks::registry().with_pools([("warehouse".to_string(), 2)]);
     let errors = orchestrator::dag::parse_dag(
         std::path::Path::new("pools.toml"),
-        "[dag]\nid = \"p\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\npool = \"wharehouse\"\npool_slots = 0\n",
+        "[dag]\nid = \"p\"\n[[task]]\nid = \"a\"\nkind = \"noop\"\npool = \"wharehouse\"\npool_slots = 0\n[[task]]\nid = \"b\"\nkind = \"noop\"\npool = \"warehouse\"\npool_slots = 3\n",
         &registry,
     )
     .unwrap_err();
@@ -165,6 +165,7 @@ async fn a_task_naming_a_pool_the_configuration_lacks_does_not_load() {
         [
             "pools.toml:6:8: task `a` names no pool `wharehouse` (pools: warehouse); define it under [pools] in the configuration",
             "pools.toml:7:14: `pool_slots` in task `a` must be at least 1",
+            "pools.toml:11:8: task `b` takes 3 slots of pool `warehouse`, which has 2: it could never run",
         ]
     );
 }

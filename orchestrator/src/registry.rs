@@ -103,8 +103,8 @@ pub struct Registry {
     /// The connections the configuration defines; `None`: not checked (a registry
     /// built without a configuration, as in unit tests).
     connections: Option<BTreeSet<String>>,
-    /// The pools the configuration defines; `None`: not checked.
-    pools: Option<BTreeSet<String>>,
+    /// The pools the configuration defines, with their slots; `None`: not checked.
+    pools: Option<BTreeMap<String, u32>>,
 }
 
 impl fmt::Debug for Registry {
@@ -150,14 +150,15 @@ impl Registry {
         self
     }
 
-    /// Checks every pool a task names against `names`.
-    pub fn with_pools(mut self, names: impl IntoIterator<Item = String>) -> Self {
-        self.pools = Some(names.into_iter().collect());
+    /// Checks every pool a task names, and the slots it asks for, against `pools`.
+    pub fn with_pools(mut self, pools: impl IntoIterator<Item = (String, u32)>) -> Self {
+        self.pools = Some(pools.into_iter().collect());
         self
     }
 
-    /// The pools the configuration defines; `None` when this registry does not check them.
-    pub fn pool_names(&self) -> Option<&BTreeSet<String>> {
+    /// The pools the configuration defines, with their slots; `None` when this registry
+    /// does not check them.
+    pub fn pools(&self) -> Option<&BTreeMap<String, u32>> {
         self.pools.as_ref()
     }
 

@@ -185,10 +185,10 @@ pub(super) fn read_tasks(
         let priority = w.integer(t, "priority", &section).map(|p| p.0);
         let pool = w.string(t, "pool", &section);
         if let Some((name, span)) = &pool
-            && let Some(known) = registry.pool_names()
-            && !known.contains(name)
+            && let Some(known) = registry.pools()
+            && !known.contains_key(name)
         {
-            let listed: Vec<&str> = known.iter().map(String::as_str).collect();
+            let listed: Vec<&str> = known.keys().map(String::as_str).collect();
             w.error(
                 span.clone(),
                 format!(
@@ -208,6 +208,15 @@ pub(super) fn read_tasks(
             Some((n, _)) => n,
             None => 1,
         };
+        if let (Some((name, span)), Some(known)) = (&pool, registry.pools())
+            && let Some(&slots) = known.get(name)
+            && pool_slots > slots
+        {
+            w.error(
+                span.clone(),
+                format!("{section} takes {pool_slots} slots of pool `{name}`, which has {slots}: it could never run"),
+            );
+        }
         let queue = w.string(t, "queue", &section);
         if let Some((name, span)) = &queue
             && !is_valid_id(name)

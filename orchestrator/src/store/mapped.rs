@@ -32,7 +32,7 @@ pub async fn expand(
     let mut tx = pool.begin().await?;
     lock_run(&mut tx, run_id).await?;
     let parent = sqlx::query!(
-        r#"SELECT task_id, state AS "state: TaskState", worker_id, try_number
+        r#"SELECT task_id, state AS "state: TaskState", worker_id, try_number, cancel_requested
            FROM setlist.task_instances WHERE id = $1 FOR UPDATE"#,
         ti_id
     )
@@ -54,6 +54,38 @@ pub async fn expand(
         return Ok(Finished::Superseded);
     }
     super::pools::release(&mut tx, ti_id).await?;
+    // Its run was cancelled while the list was read: no instance starts.
+    if parent.cancel_requested {
+        sqlx::query!(
+            "UPDATE setlist.attempts SET state = 'failed', failure_reason = 'cancelled',
+                 error = 'cancelled before it mapped'
+             WHERE ti_id = $1 AND try_number = $2",
+            ti_id,
+            try_number,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "UPDATE setlist.task_instances
+             SET state = 'failed', failure_reason = 'cancelled', worker_id = NULL,
+                 cancel_requested = false, ended_at = clock_timestamp()
+             WHERE id = $1",
+            ti_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        task_ended(
+            &mut tx,
+            run_id,
+            &parent.task_id,
+            TaskState::Failed,
+            &Downstream::All,
+        )
+        .await?;
+        finalize_run(&mut tx, run_id).await?;
+        tx.commit().await?;
+        return Ok(Finished::State(TaskState::Failed));
+    }
     if elements.is_empty() {
         TaskState::Running
             .check_move(TaskState::Skipped, Actor::Engine)

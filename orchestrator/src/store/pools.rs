@@ -48,7 +48,9 @@ pub async fn sync(pool: &PgPool, pools: &BTreeMap<String, u32>) -> Result<()> {
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "DELETE FROM setlist.pools WHERE NOT name = ANY ($1) AND used = 0",
+        "DELETE FROM setlist.pools p WHERE NOT name = ANY ($1) AND used = 0
+           AND NOT EXISTS (SELECT 1 FROM setlist.task_instances t WHERE t.pool = p.name
+                           AND t.state IN ('scheduled', 'queued', 'up_for_retry', 'waiting'))",
         &names
     )
     .execute(&mut *tx)

@@ -470,8 +470,14 @@ async fn reopen(conn: &mut PgConnection, run_id: i64, run_state: RunState) -> Re
         .execute(&mut *conn)
         .await?;
     if run_state != RunState::Queued {
+        // A run that ran again is no longer cancelled, and its dagrun_timeout counts
+        // from now.
         sqlx::query!(
-            "UPDATE setlist.dag_runs SET state = 'running', ended_at = NULL WHERE id = $1",
+            "UPDATE setlist.dag_runs
+             SET started_at = CASE WHEN state IN ('success', 'failed', 'cancelled')
+                                   THEN clock_timestamp() ELSE started_at END,
+                 state = 'running', ended_at = NULL, cancel_requested = false, end_reason = NULL
+             WHERE id = $1",
             run_id
         )
         .execute(&mut *conn)
