@@ -78,9 +78,16 @@ pub fn instance_id(task: &str, index: usize) -> String {
     format!("{task}[{index}]")
 }
 
+/// The mapped task and index a mapped instance's task id names (`load[12]` ->
+/// `("load", 12)`); `None` for any other task.
+pub fn split_instance(task_id: &str) -> Option<(&str, usize)> {
+    let (task, rest) = task_id.strip_suffix(']')?.rsplit_once('[')?;
+    Some((task, rest.parse().ok()?))
+}
+
 /// Whether `task_id` names a mapped instance.
 pub fn is_instance(task_id: &str) -> bool {
-    task_id.ends_with(']')
+    split_instance(task_id).is_some()
 }
 
 #[cfg(test)]
@@ -133,6 +140,8 @@ mod tests {
     #[test]
     fn an_instance_is_named_by_its_task_and_index() {
         assert_eq!(instance_id("load", 12), "load[12]");
+        assert_eq!(split_instance("load[12]"), Some(("load", 12)));
+        assert_eq!(split_instance("load"), None);
         assert!(is_instance("load[12]"));
         assert!(!is_instance("load"));
     }

@@ -7,7 +7,7 @@
 //! with `branch = true` on its task: its output names the tasks to follow.
 
 use async_trait::async_trait;
-use orchestrator::{ParamError, Task, TaskConfig, TaskContext};
+use orchestrator::{Task, TaskConfig, TaskContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -100,11 +100,7 @@ impl Condition {
     }
 }
 
-impl TaskConfig for ShortCircuit {
-    fn validate(&self) -> Result<(), ParamError> {
-        Ok(())
-    }
-}
+impl TaskConfig for ShortCircuit {}
 
 #[async_trait]
 impl Task for ShortCircuit {

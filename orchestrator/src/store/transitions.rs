@@ -213,6 +213,35 @@ async fn decide(
     }
 }
 
+/// Records that `task_id` ended in `state` (an instance of the mapped task
+/// `map_parent` as an instance: its mapped task counts it), wakes the workers if a task
+/// was queued, and ends the run if it may have. The caller holds the run's lock.
+async fn ended(
+    conn: &mut PgConnection,
+    run_id: i64,
+    task_id: &str,
+    map_parent: Option<&str>,
+    state: TaskState,
+    downstream: &Downstream,
+) -> Result<()> {
+    let (queued, may_end) = match map_parent {
+        Some(parent) => super::mapped::instance_ended(conn, run_id, parent).await?,
+        None => (
+            task_ended(conn, run_id, task_id, state, downstream).await?,
+            true,
+        ),
+    };
+    if queued {
+        notify(conn, WORK_CHANNEL, "").await?;
+    }
+    // While its mapped task waits for other instances, the run cannot end: the check
+    // (which reads the run's unfinished tasks) is left for the last one.
+    if may_end {
+        finalize_run(conn, run_id).await?;
+    }
+    Ok(())
+}
+
 /// Ends the run if all its tasks are done, with its alerts; returns its final state.
 pub async fn finalize_run(conn: &mut PgConnection, run_id: i64) -> Result<Option<RunState>> {
     let Some(ended) = sqlx::query_file!("src/queries/finalize_run.sql", run_id)
@@ -441,21 +470,15 @@ pub async fn finish_attempt(
         // Workers recompute when to wake for the retry or the poke.
         notify(&mut tx, WORK_CHANNEL, "").await?;
     } else {
-        let (queued, may_end) = match &ti.map_parent {
-            Some(parent) => super::mapped::instance_ended(&mut tx, run_id, parent).await?,
-            None => (
-                task_ended(&mut tx, run_id, &ti.task_id, state, &downstream).await?,
-                true,
-            ),
-        };
-        if queued {
-            notify(&mut tx, WORK_CHANNEL, "").await?;
-        }
-        // While its mapped task waits for other instances, the run cannot end: the
-        // check (which reads the run's unfinished tasks) is left for the last one.
-        if may_end {
-            finalize_run(&mut tx, run_id).await?;
-        }
+        ended(
+            &mut tx,
+            run_id,
+            &ti.task_id,
+            ti.map_parent.as_deref(),
+            state,
+            &downstream,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Finished::State(state))
@@ -587,8 +610,7 @@ async fn end_waiting_attempts(
 /// Refuses to clear or mark one instance of a mapped task: the mapped task is what
 /// runs again or is marked.
 fn refuse_instance(run_id: i64, task: &str) -> Result<()> {
-    if crate::mapping::is_instance(task) {
-        let parent = task.rsplit_once('[').map_or(task, |(p, _)| p);
+    if let Some((parent, _)) = crate::mapping::split_instance(task) {
         return Err(Error::Conflict(format!(
             "task `{task}` of run {run_id} is one instance of the mapped task `{parent}`: clear or mark `{parent}`"
         )));
@@ -691,31 +713,16 @@ pub async fn request_cancel(pool: &PgPool, run_id: i64, task_id: &str) -> Result
         )
         .execute(&mut *tx)
         .await?;
-        // An instance of a mapped task ends as an instance: its mapped task counts it.
-        let parent = task_id
-            .rsplit_once('[')
-            .filter(|_| crate::mapping::is_instance(task_id));
-        let queued = match parent {
-            Some((parent, _)) => {
-                super::mapped::instance_ended(&mut tx, run_id, parent)
-                    .await?
-                    .0
-            }
-            None => {
-                task_ended(
-                    &mut tx,
-                    run_id,
-                    task_id,
-                    TaskState::Failed,
-                    &Downstream::All,
-                )
-                .await?
-            }
-        };
-        if queued {
-            notify(&mut tx, WORK_CHANNEL, "").await?;
-        }
-        finalize_run(&mut tx, run_id).await?;
+        let parent = crate::mapping::split_instance(task_id).map(|(p, _)| p);
+        ended(
+            &mut tx,
+            run_id,
+            task_id,
+            parent,
+            TaskState::Failed,
+            &Downstream::All,
+        )
+        .await?;
         tx.commit().await?;
         return Ok(ti_id);
     }

@@ -261,7 +261,7 @@ impl Worker {
         // A mapped instance has no upstream of its own: it reads its mapped task's, in
         // two lookups by key (the run's rows are never scanned, however many instances).
         let parent_upstream: Vec<String>;
-        let upstream = match c.map_index.and_then(|_| c.task_id.rsplit_once('[')) {
+        let upstream = match crate::mapping::split_instance(&c.task_id) {
             Some((parent, _)) => {
                 parent_upstream = sqlx::query_scalar!(
                     "SELECT upstream FROM setlist.task_instances WHERE run_id = $1 AND task_id = $2",

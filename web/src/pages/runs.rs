@@ -184,14 +184,13 @@ pub async fn show(
 /// Puts each mapped instance (`task[i]`) under its mapped task's line, in index order,
 /// and sums them up by state.
 fn group_instances(lines: Vec<TaskLine>) -> Vec<TaskLine> {
+    use orchestrator::mapping::split_instance;
     let (instances, mut tasks): (Vec<TaskLine>, Vec<TaskLine>) = lines
         .into_iter()
-        .partition(|t| orchestrator::mapping::is_instance(&t.task_id));
+        .partition(|t| split_instance(&t.task_id).is_some());
     let mut by_parent: std::collections::HashMap<String, Vec<TaskLine>> = Default::default();
     for i in instances {
-        let parent = i
-            .task_id
-            .rsplit_once('[')
+        let parent = split_instance(&i.task_id)
             .map_or("", |(p, _)| p)
             .to_string();
         by_parent.entry(parent).or_default().push(i);
@@ -200,13 +199,7 @@ fn group_instances(lines: Vec<TaskLine>) -> Vec<TaskLine> {
         let Some(mut mine) = by_parent.remove(&task.task_id) else {
             continue;
         };
-        let index = |t: &TaskLine| -> usize {
-            t.task_id
-                .rsplit_once('[')
-                .and_then(|(_, i)| i.trim_end_matches(']').parse().ok())
-                .unwrap_or(0)
-        };
-        mine.sort_by_key(index);
+        mine.sort_by_key(|t| split_instance(&t.task_id).map_or(0, |(_, i)| i));
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
         for i in &mine {
             *counts.entry(i.state.as_str()).or_default() += 1;
